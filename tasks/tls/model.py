@@ -1,0 +1,172 @@
+"""Values of the diagnosis engine: causes, targets, certificates, diagnoses.
+
+A diagnosis is a value, not an exception (see architecture.md): every path
+through the engine ends in a frozen :class:`Diagnosis` whose ``to_dict`` is the
+JSON object of contract §1.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Cause(str, enum.Enum):
+    """The root cause of a diagnosis: exactly one per diagnosis (contract §1)."""
+
+    OK = "ok"
+    DNS_FAILURE = "dns_failure"
+    TCP_REFUSED = "tcp_refused"
+    TCP_TIMEOUT = "tcp_timeout"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    CONNECTION_RESET = "connection_reset"
+    NOT_TLS = "not_tls"
+    PROTOCOL_VERSION_MISMATCH = "protocol_version_mismatch"
+    CIPHER_MISMATCH = "cipher_mismatch"
+    SNI_REQUIRED = "sni_required"
+    CLIENT_CERT_REQUIRED = "client_cert_required"
+    CERT_EXPIRED = "cert_expired"
+    CERT_NOT_YET_VALID = "cert_not_yet_valid"
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    SELF_SIGNED = "self_signed"
+    INCOMPLETE_CHAIN = "incomplete_chain"
+    STALE_TRUST_STORE = "stale_trust_store"
+    UNTRUSTED_ROOT = "untrusted_root"
+    PROXY_INTERCEPTION = "proxy_interception"
+    PIN_MISMATCH = "pin_mismatch"
+
+    def __str__(self) -> str:  # so f-strings print the code, not "Cause.OK"
+        return self.value
+
+
+class WarningCode(str, enum.Enum):
+    """Non-fatal findings (contract §1, "Warning codes")."""
+
+    CERT_EXPIRING_SOON = "cert_expiring_soon"
+    PROXY_INTERCEPTION = "proxy_interception"
+    TLS12_ONLY_POLICY = "tls12_only_policy"
+    WEAK_SIGNATURE = "weak_signature"
+    # Not in the contract's minimum list, but useful and allowed ("at least").
+    CERT_EXPIRED_IN_CHAIN_NOT_USED = "cert_expired_unused"
+    STALE_TRUST_STORE = "stale_trust_store"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to connect and what to say: the TARGET of ``cxhealth diagnose``.
+
+    ``sni`` is the name sent in the ClientHello; ``None`` with ``send_sni=False``
+    means no SNI at all (what some legacy middleware does). ``address`` pins the
+    IP to connect to (curl's ``--resolve``); ``None`` means resolve ``host``.
+    """
+
+    host: str
+    port: int = 443
+    sni: str | None = None
+    send_sni: bool = True
+    address: str | None = None
+    path: str = "/"
+
+    @property
+    def server_hostname(self) -> str | None:
+        """The SNI actually sent (None when SNI is off)."""
+        if not self.send_sni:
+            return None
+        return self.sni or self.host
+
+    @property
+    def key(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "sni": self.server_hostname,
+            "address": self.address,
+        }
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    """One certificate as the server sent it (contract §1 ``chain`` item)."""
+
+    subject: str
+    issuer: str
+    not_before: str
+    not_after: str
+    san: tuple[str, ...]
+    sha256: str
+    is_ca: bool
+    self_issued: bool = False
+    signature_hash: str | None = None
+    spki_sha256_b64: str = ""
+    serial: str = ""
+    aia_ca_issuers: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "san": list(self.san),
+            "sha256": self.sha256,
+            "is_ca": self.is_ca,
+            "self_issued": self.self_issued,
+            "signature_hash": self.signature_hash,
+            "spki_pin": f"sha256/{self.spki_sha256_b64}" if self.spki_sha256_b64 else None,
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A non-fatal finding: ``{code, message}`` in the JSON."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": str(self.code), "message": self.message}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The verdict on one endpoint: one cause, the evidence, and what to do."""
+
+    endpoint: Endpoint
+    cause: Cause
+    summary: str
+    remediation: tuple[str, ...] = ()
+    protocol: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    handshake_ms: float | None = None
+    chain: tuple[CertInfo, ...] = ()
+    warnings: tuple[Finding, ...] = ()
+    evidence: dict[str, Any] = field(default_factory=dict)
+    handshakes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.cause is Cause.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.endpoint.to_dict(),
+            "ok": self.ok,
+            "cause": self.cause.value,
+            "summary": self.summary,
+            "remediation": list(self.remediation),
+            "protocol": self.protocol,
+            "cipher": self.cipher,
+            "alpn": self.alpn,
+            "handshake_ms": self.handshake_ms,
+            "chain": [c.to_dict() for c in self.chain],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "evidence": {**self.evidence, "handshakes": self.handshakes},
+        }

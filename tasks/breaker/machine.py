@@ -1,0 +1,203 @@
+"""The breaker's state machine: pure functions over one host's record.
+
+No I/O and no clock of its own: every function takes ``now`` (epoch seconds)
+and returns the new record (or ``None`` when nothing changed) with the answer.
+The SQLite and memory stores run these functions inside their critical
+section; the Redis store runs ``redis_script.lua``, a line-by-line port of this
+module, which the shared store tests hold to the same behaviour.
+
+Rules (issue 4):
+
+* CLOSED -> OPEN when ``threshold`` failures fall within ``window_s``
+  (``now - t <= window_s``, exact timestamps). Only failures of callers
+  admitted in the current incident epoch count; a result reported after the
+  breaker opened (and maybe closed again) is history, not news.
+* OPEN rejects until ``reopen_at``; the first caller after it becomes the
+  half-open probe under a lease of ``lease_s``; others are rejected.
+* Only the lease holder's result decides HALF_OPEN: success -> CLOSED, failure
+  -> OPEN for the next backoff. An expired lease is taken over by the next
+  caller; the old holder's token then no longer matches and its result is
+  ignored. (A late result from a holder whose lease expired but was *not*
+  taken over still counts: nobody else has probed.)
+* Overrides: FORCED_OPEN rejects everyone with no reopen time; DISABLED admits
+  everyone and counts no failures. The machine underneath keeps its state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+from .model import (
+    BreakerConfig,
+    BreakerState,
+    BreakerStatus,
+    Decision,
+    Override,
+    Transition,
+    TransitionKind,
+    to_datetime,
+)
+
+_CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+
+
+@dataclass(frozen=True)
+class BreakerRecord:
+    """One host's persisted breaker state. ``last_failure`` is kept as JSON text."""
+
+    state: BreakerState = _CLOSED
+    failures: tuple[float, ...] = ()
+    trips: int = 0
+    reopen_at: float | None = None
+    lease: str | None = None
+    lease_expires: float | None = None
+    last_failure: str | None = None
+    override: Override | None = None
+    override_reason: str | None = None
+    epoch: int = 0
+
+
+def _decode(last_failure: str | None) -> dict | None:
+    return None if last_failure is None else json.loads(last_failure)
+
+
+def admit(
+    record: BreakerRecord, now: float, config: BreakerConfig, host: str, new_lease: str
+) -> tuple[BreakerRecord | None, Decision]:
+    """Decide whether one caller may touch ``host``; ``new_lease`` is used if it probes."""
+    if record.override is Override.DISABLED:
+        return None, Decision(
+            host, True, _CLOSED, override=Override.DISABLED,
+            override_reason=record.override_reason, epoch=record.epoch,
+        )
+    if record.override is Override.FORCED_OPEN:
+        return None, Decision(
+            host, False, _OPEN, last_failure=_decode(record.last_failure),
+            override=Override.FORCED_OPEN, override_reason=record.override_reason,
+            epoch=record.epoch,
+        )
+    if record.state is _CLOSED:
+        return None, Decision(host, True, _CLOSED, epoch=record.epoch)
+    if record.state is _OPEN and record.reopen_at is not None and now < record.reopen_at:
+        return None, Decision(
+            host, False, _OPEN, reopen_at=to_datetime(record.reopen_at),
+            last_failure=_decode(record.last_failure), epoch=record.epoch,
+        )
+    if (
+        record.state is _HALF_OPEN
+        and record.lease_expires is not None
+        and now < record.lease_expires
+    ):
+        # Someone else is probing; the earliest another caller could probe
+        # is when that lease runs out.
+        return None, Decision(
+            host, False, _HALF_OPEN, reopen_at=to_datetime(record.lease_expires),
+            last_failure=_decode(record.last_failure), epoch=record.epoch,
+        )
+    # OPEN with its time passed, or HALF_OPEN with a dead prober: this caller probes.
+    new = replace(record, state=_HALF_OPEN, lease=new_lease, lease_expires=now + config.lease_s)
+    return new, Decision(
+        host, True, _HALF_OPEN, is_probe=True, lease=new_lease,
+        last_failure=_decode(record.last_failure), epoch=record.epoch,
+    )
+
+
+def record_failure(
+    record: BreakerRecord,
+    now: float,
+    config: BreakerConfig,
+    host: str,
+    summary_json: str,
+    epoch: int | None,
+    lease: str | None,
+) -> tuple[BreakerRecord | None, Transition | None]:
+    """Count one handshake failure; return the transition if this one caused it."""
+    if record.override is Override.DISABLED:
+        return None, None
+    if record.state is _CLOSED:
+        if epoch is not None and epoch != record.epoch:
+            return None, None  # admitted before an incident that has since ended
+        failures = tuple(t for t in record.failures if now - t <= config.window_s) + (now,)
+        if len(failures) < config.threshold:
+            return replace(record, failures=failures), None
+        trips = record.trips + 1
+        reopen_at = now + config.open_duration(trips)
+        new = replace(
+            record, state=_OPEN, failures=(), trips=trips, reopen_at=reopen_at,
+            lease=None, lease_expires=None, last_failure=summary_json, epoch=record.epoch + 1,
+        )
+        return new, Transition(
+            TransitionKind.OPENED, host, to_datetime(now), to_datetime(reopen_at),
+            _decode(summary_json), trips,
+        )
+    if record.state is _HALF_OPEN and lease is not None and lease == record.lease:
+        trips = record.trips + 1
+        reopen_at = now + config.open_duration(trips)
+        new = replace(
+            record, state=_OPEN, trips=trips, reopen_at=reopen_at, lease=None,
+            lease_expires=None, last_failure=summary_json,
+        )
+        return new, Transition(
+            TransitionKind.REOPENED, host, to_datetime(now), to_datetime(reopen_at),
+            _decode(summary_json), trips,
+        )
+    return None, None  # OPEN, or HALF_OPEN and not the probe: only the probe decides
+
+
+def record_success(
+    record: BreakerRecord,
+    now: float,
+    config: BreakerConfig,
+    host: str,
+    epoch: int | None,
+    lease: str | None,
+) -> tuple[BreakerRecord | None, Transition | None]:
+    """Report a successful handshake; only the half-open probe's success closes.
+
+    A success while CLOSED does not clear the failure window: two failures
+    within ``window_s`` open the breaker whatever succeeded in between.
+    """
+    if record.state is _HALF_OPEN and lease is not None and lease == record.lease:
+        new = replace(
+            record, state=_CLOSED, failures=(), trips=0, reopen_at=None, lease=None,
+            lease_expires=None, last_failure=None, epoch=record.epoch + 1,
+        )
+        return new, Transition(
+            TransitionKind.CLOSED, host, to_datetime(now), None,
+            _decode(record.last_failure), record.trips,
+        )
+    return None, None
+
+
+def set_override(
+    record: BreakerRecord, override: Override | None, reason: str | None
+) -> BreakerRecord:
+    """Set (or clear, with ``None``) the operator override; the machine is untouched."""
+    return replace(record, override=override, override_reason=reason if override else None)
+
+
+def status(record: BreakerRecord, now: float, config: BreakerConfig, host: str) -> BreakerStatus:
+    """A read-only snapshot of ``record`` at ``now``."""
+    if record.override is Override.FORCED_OPEN:
+        effective = _OPEN
+    elif record.override is Override.DISABLED:
+        effective = _CLOSED
+    else:
+        effective = record.state
+    in_window = sum(1 for t in record.failures if now - t <= config.window_s)
+    return BreakerStatus(
+        host=host,
+        state=effective,
+        underlying_state=record.state,
+        failures_in_window=in_window,
+        reopen_at=to_datetime(record.reopen_at) if record.state is _OPEN else None,
+        trips=record.trips,
+        override=record.override,
+        override_reason=record.override_reason,
+        last_failure=_decode(record.last_failure),
+        probe_lease_expires_at=(
+            to_datetime(record.lease_expires) if record.state is _HALF_OPEN else None
+        ),
+        epoch=record.epoch,
+    )

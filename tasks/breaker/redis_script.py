@@ -1,0 +1,173 @@
+"""The breaker's Redis Lua script, kept as a string so it ships inside the wheel.
+
+(A ``.lua`` file next to this module would need package-data configuration in
+pyproject.toml to be installed; a module constant needs none.)
+"""
+
+BREAKER_LUA = r"""
+-- cxhealth circuit breaker: the whole read-modify-write of one host, atomically.
+--
+-- A port of tasks/breaker/machine.py (keep the two in step; the shared store
+-- tests run the same scenarios against both). Redis runs a script to the end
+-- before serving any other command, so no other caller can interleave between
+-- the HGETALL and the write: each transition is computed, and returned, once.
+-- Time comes from the server (TIME), so workers' clocks do not matter.
+--
+-- KEYS[1]  the host's hash, hash-tagged "<prefix>:{<host>}" (Redis Cluster safe:
+--          the script touches this one key only)
+-- ARGV[1]  op: admit | failure | success | override | status
+-- ARGV[2]  seconds added to the server time (0 in production; tests move time)
+-- ARGV[3..7] threshold, window_s, open_s, max_open_s, lease_s
+-- ARGV[8]  admit: the new lease token; failure: the summary JSON;
+--          override: "forced_open" | "disabled" | "" (clear)
+-- ARGV[9]  failure/success: the caller's epoch ("" = unknown); override: reason
+-- ARGV[10] failure/success: the caller's lease ("" = none)
+--
+-- Timestamps travel as "%.6f" strings: a Lua number in a reply is truncated to
+-- an integer.
+
+if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 5
+
+local key = KEYS[1]
+local op = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2])
+local threshold = tonumber(ARGV[3])
+local window_s = tonumber(ARGV[4])
+local open_s = tonumber(ARGV[5])
+local max_open_s = tonumber(ARGV[6])
+local lease_s = tonumber(ARGV[7])
+
+local function num(v) if v then return tonumber(v) end return nil end
+local function fmt(x) if x then return string.format('%.6f', x) end return false end
+local function opt(v) if v and v ~= '' then return v end return nil end
+
+-- load the record (absent fields = the pristine CLOSED record)
+local h = redis.call('HGETALL', key)
+local r = {}
+for i = 1, #h, 2 do r[h[i]] = h[i + 1] end
+local state = r.state or 'closed'
+local failures = {}
+if r.failures then
+  for ts in string.gmatch(r.failures, '[^,]+') do failures[#failures + 1] = tonumber(ts) end
+end
+local trips = num(r.trips) or 0
+local reopen_at = num(r.reopen_at)
+local lease = r.lease
+local lease_expires = num(r.lease_expires)
+local last_failure = r.last_failure
+local override = r.override
+local override_reason = r.override_reason
+local epoch = num(r.epoch) or 0
+
+local function save()
+  local parts = {}
+  for i = 1, #failures do parts[i] = string.format('%.6f', failures[i]) end
+  local f = {'state', state, 'trips', tostring(trips), 'epoch', tostring(epoch),
+             'failures', table.concat(parts, ',')}
+  local function put(name, v) if v then f[#f + 1] = name; f[#f + 1] = v end end
+  put('reopen_at', fmt(reopen_at))
+  put('lease', lease)
+  put('lease_expires', fmt(lease_expires))
+  put('last_failure', last_failure)
+  put('override', override)
+  put('override_reason', override_reason)
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(f))
+end
+
+local function open_duration(n)
+  local exponent = math.min(math.max(n, 1) - 1, 60)
+  return math.min(open_s * (2 ^ exponent), max_open_s)
+end
+
+-- reply shapes:
+-- admit:   {admitted, state, reopen_at, is_probe, lease, last_failure, override, reason, epoch}
+-- failure/success: {kind, at, reopen_at, summary, trips} or {} when nothing happened
+-- status:  {state, failures_in_window, reopen_at, trips, override, reason,
+--           last_failure, lease_expires, epoch, now}
+local function decision(admitted, st, at, is_probe, tok)
+  return {admitted, st, fmt(at), is_probe, tok or false, last_failure or false,
+          override or false, override_reason or false, tostring(epoch)}
+end
+
+if op == 'admit' then
+  if override == 'disabled' then
+    return {1, 'closed', false, 0, false, false, override, override_reason or false, tostring(epoch)}
+  end
+  if override == 'forced_open' then
+    return decision(0, 'open', nil, 0, nil)
+  end
+  if state == 'closed' then
+    return {1, 'closed', false, 0, false, false, false, false, tostring(epoch)}
+  end
+  if state == 'open' and reopen_at and now < reopen_at then
+    return decision(0, 'open', reopen_at, 0, nil)
+  end
+  if state == 'half_open' and lease_expires and now < lease_expires then
+    return decision(0, 'half_open', lease_expires, 0, nil)
+  end
+  state = 'half_open'
+  lease = ARGV[8]
+  lease_expires = now + lease_s
+  save()
+  return decision(1, 'half_open', nil, 1, lease)
+
+elseif op == 'failure' then
+  local caller_epoch = num(opt(ARGV[9]))
+  local caller_lease = opt(ARGV[10])
+  if override == 'disabled' then return {} end
+  if state == 'closed' then
+    if caller_epoch and caller_epoch ~= epoch then return {} end
+    local kept = {}
+    for i = 1, #failures do
+      if now - failures[i] <= window_s then kept[#kept + 1] = failures[i] end
+    end
+    kept[#kept + 1] = now
+    failures = kept
+    if #failures < threshold then save(); return {} end
+    trips = trips + 1
+    reopen_at = now + open_duration(trips)
+    state = 'open'; failures = {}; lease = nil; lease_expires = nil
+    last_failure = ARGV[8]; epoch = epoch + 1
+    save()
+    return {'opened', fmt(now), fmt(reopen_at), last_failure, tostring(trips)}
+  end
+  if state == 'half_open' and caller_lease and caller_lease == lease then
+    trips = trips + 1
+    reopen_at = now + open_duration(trips)
+    state = 'open'; lease = nil; lease_expires = nil; last_failure = ARGV[8]
+    save()
+    return {'reopened', fmt(now), fmt(reopen_at), last_failure, tostring(trips)}
+  end
+  return {}
+
+elseif op == 'success' then
+  local caller_lease = opt(ARGV[10])
+  if state == 'half_open' and caller_lease and caller_lease == lease then
+    local resolved, n = last_failure, trips
+    state = 'closed'; failures = {}; trips = 0; reopen_at = nil; lease = nil
+    lease_expires = nil; last_failure = nil; epoch = epoch + 1
+    save()
+    return {'closed', fmt(now), false, resolved or false, tostring(n)}
+  end
+  return {}
+
+elseif op == 'override' then
+  override = opt(ARGV[8])
+  if override then override_reason = opt(ARGV[9]) else override_reason = nil end
+  save()
+  return {'ok'}
+
+elseif op == 'status' then
+  local in_window = 0
+  for i = 1, #failures do
+    if now - failures[i] <= window_s then in_window = in_window + 1 end
+  end
+  return {state, in_window, fmt(reopen_at), tostring(trips), override or false,
+          override_reason or false, last_failure or false, fmt(lease_expires),
+          tostring(epoch), fmt(now)}
+end
+
+return redis.error_reply('cxhealth breaker: unknown op ' .. tostring(op))
+"""

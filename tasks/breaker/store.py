@@ -1,0 +1,41 @@
+"""The one small interface every breaker store implements.
+
+A store owns the atomicity: each method is one atomic read-modify-write of one
+host's record (a lock, an SQLite ``BEGIN IMMEDIATE`` transaction, or one Redis
+Lua script), so that every transition is computed, and returned, exactly once.
+A store that cannot be reached raises :class:`StoreUnavailable` and nothing
+else; :class:`~tasks.breaker.breaker.Breaker` turns that into the in-process
+fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .model import BreakerConfig, BreakerStatus, Decision, Override, Transition
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or used. The message never holds a secret."""
+
+
+class BreakerStore(Protocol):
+    #: "memory", "sqlite" or "redis"; copied into each Decision's ``store``.
+    name: str
+
+    def admit(self, host: str, config: BreakerConfig, new_lease: str) -> Decision: ...
+
+    def record_failure(
+        self, host: str, config: BreakerConfig, summary_json: str,
+        epoch: int | None, lease: str | None,
+    ) -> Transition | None: ...
+
+    def record_success(
+        self, host: str, config: BreakerConfig, epoch: int | None, lease: str | None,
+    ) -> Transition | None: ...
+
+    def set_override(self, host: str, override: Override | None, reason: str | None) -> None: ...
+
+    def status(self, host: str, config: BreakerConfig) -> BreakerStatus: ...
+
+    def close(self) -> None: ...

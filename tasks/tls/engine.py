@@ -1,14 +1,31 @@
-"""Run a diagnosis: a verified handshake first, then bounded extra probes."""
+"""Run a diagnosis: a verified handshake first, then bounded extra probes.
+
+Budget (issue 2): at most 5 handshakes per diagnosis and at most 3x the
+per-step timeout in total. Each extra probe changes one thing (SNI, a client
+certificate, the cipher list, the version range) so its answer is evidence.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import ssl
+import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from .model import Diagnosis, Endpoint
-from .policy import TLSPolicy
+from . import chain as ch
+from . import classify as cl
+from .model import Cause, Diagnosis, Endpoint, Finding
+from .policy import TLSPolicy, explain_only_context, _apply_versions_and_ciphers, load_client_identity
+from .probe import HANDSHAKE_TIMEOUT, POST_HANDSHAKE, RESET, TLS_ALERT, VERIFY, ProbeResult, fetch_aia, probe, resolve
+from .remediation import Facts, remediation_for
+
+MAX_HANDSHAKES = 5
+AIA_MAX_HOPS = 3
 
 
 def _utcnow() -> datetime:
@@ -34,14 +51,307 @@ class DiagnoseOptions:
     now: Callable[[], datetime] = field(default=_utcnow, compare=False)
 
 
+@functools.lru_cache(maxsize=64)
+def _verifying_context(policy: TLSPolicy, check_hostname: bool) -> ssl.SSLContext:
+    if check_hostname:
+        return policy.ssl_context()
+    # No SNI: OpenSSL can only check the host name it was given as SNI, so the
+    # chain is verified here and the name is checked on the leaf afterwards.
+    policy.ssl_context()  # same validation and errors as the SNI path
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if policy.ca_bundle:
+        ctx.load_verify_locations(cafile=os.path.expanduser(policy.ca_bundle))
+    else:
+        ctx.load_default_certs()
+    _apply_versions_and_ciphers(ctx, policy)
+    load_client_identity(ctx, policy)
+    return ctx
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_client_identity() -> tuple[str, str]:
+    """A throwaway self-signed client certificate: offering one tells a server
+    that demands mTLS (it answers with a different alert) from other failures."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cxhealth diagnostic probe (not a real identity)")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    folder = tempfile.mkdtemp(prefix="cxhealth-probe-")
+    cert_path, key_path = os.path.join(folder, "probe.crt"), os.path.join(folder, "probe.key")
+    with open(cert_path, "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(os.open(key_path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class _Run:
+    """One diagnosis in progress: the probes done, the budget left."""
+
+    def __init__(self, endpoint: Endpoint, policy: TLSPolicy, options: DiagnoseOptions):
+        self.endpoint, self.policy, self.options = endpoint, policy, options
+        self.timeout = policy.timeout
+        self.deadline = time.perf_counter() + 3 * policy.timeout
+        self.probes: list[ProbeResult] = []
+        self.address: str | None = endpoint.address
+        self.skipped: list[str] = []
+
+    @property
+    def handshakes(self) -> int:
+        return sum(1 for p in self.probes if p.handshake_attempted)
+
+    def remaining(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    async def run(self, label: str, context: ssl.SSLContext, settings: dict[str, Any], *,
+                  server_hostname: str | None | bool = True, post: bool = False) -> ProbeResult | None:
+        left = self.remaining()
+        if self.handshakes >= MAX_HANDSHAKES or left < 0.05:
+            self.skipped.append(label)
+            return None
+        result = await probe(self.endpoint, context, label=label, timeout=min(self.timeout, left),
+                             settings=settings, address=self.address, server_hostname=server_hostname,
+                             check_post_handshake=post)
+        self.probes.append(result)
+        return result
+
+
+def _settings(policy: TLSPolicy, sni: str | None, **extra: Any) -> dict[str, Any]:
+    out = {"sni": sni, "tls_min": policy.tls_min, "tls_max": policy.tls_max, "verify": True}
+    out.update(extra)
+    return out
+
+
 async def diagnose(endpoint: Endpoint, policy: TLSPolicy = TLSPolicy(),
                    options: DiagnoseOptions = DiagnoseOptions()) -> Diagnosis:
-    raise NotImplementedError
+    """Diagnose one endpoint. Never raises for a property of the endpoint: every
+    failure is a :class:`Diagnosis` naming its cause."""
+    run = _Run(endpoint, policy, options)
+    now = options.now()
+    if run.address is None:
+        address, dns_ms, err = await resolve(endpoint, policy.timeout)
+        if err is not None:
+            first = ProbeResult(label="verified", ok=False, settings=_settings(policy, endpoint.server_hostname),
+                                dns_ms=dns_ms, **err)
+            run.probes.append(first)
+            return _finish(run, cl.classify_network(first, endpoint.host, endpoint.port, policy.timeout), now)
+        run.address = address
+    sni = endpoint.server_hostname
+    first = await run.run("verified", _verifying_context(policy, sni is not None), _settings(policy, sni), post=True)
+    assert first is not None
+    network = cl.classify_network(first, endpoint.host, endpoint.port, policy.timeout)
+    if network is not None:
+        return _finish(run, network, now)
+    if first.ok:
+        return await _diagnose_success(run, first, now)
+    if first.error_kind == VERIFY:
+        return await _diagnose_verify_failure(run, first, now)
+    return await _diagnose_handshake_failure(run, first, now)
+
+
+async def _diagnose_success(run: _Run, first: ProbeResult, now: datetime) -> Diagnosis:
+    endpoint, options = run.endpoint, run.options
+    certs = tuple(ch.parse_der_chain(first.chain_der))
+    verified = tuple(ch.parse_der_chain(first.verified_chain_der))
+    facts = cl.ChainFacts(certs=certs, client=None, reference=None)
+    check_name = endpoint.server_hostname or endpoint.host
+    verdict = cl.classify_success(facts, host=endpoint.host if endpoint.server_hostname is None else check_name,
+                                  pins=options.pins, expect_issuers=options.expect_issuers,
+                                  hostname_checked=endpoint.server_hostname is not None, verified=verified)
+    if verdict.cause is Cause.HOSTNAME_MISMATCH and endpoint.server_hostname is None:
+        # Without SNI the server may present a default certificate: does the right name fix it?
+        retry = await run.run("with_sni", _verifying_context(run.policy, True),
+                              _settings(run.policy, endpoint.host), server_hostname=endpoint.host)
+        if retry is not None and retry.ok:
+            verdict = cl.Verdict(Cause.SNI_REQUIRED,
+                                 f"Without SNI the server presents a certificate for other names "
+                                 f"({', '.join(verdict.details.get('sans', [])[:3])}); with SNI {endpoint.host!r} it "
+                                 f"presents a valid one ({retry.protocol}).", {"sni_probe": "accepted"})
+    return _finish(run, verdict, now, first=first, certs=certs, verified=verified, verified_ok=True)
+
+
+async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime) -> Diagnosis:
+    endpoint, policy, options = run.endpoint, run.policy, run.options
+    explain = await run.run("explain_chain", explain_only_context(policy),
+                            _settings(policy, endpoint.server_hostname, verify=False))
+    if explain is None or not explain.ok or not explain.chain_der:
+        verdict = cl.Verdict(Cause.UNTRUSTED_ROOT if first.verify_code not in (10, 9, 62, 64) else
+                             {10: Cause.CERT_EXPIRED, 9: Cause.CERT_NOT_YET_VALID}.get(first.verify_code or 0, Cause.HOSTNAME_MISMATCH),
+                             f"Certificate verification failed (OpenSSL verify code {first.verify_code}: "
+                             f"{first.verify_message}); the chain could not be captured for analysis.")
+        return _finish(run, verdict, now, first=first)
+    certs = tuple(ch.parse_der_chain(explain.chain_der))
+    client = ch.load_store("client CA bundle" if policy.ca_bundle else "system store", policy.ca_bundle)
+    reference = ch.reference_store(options.reference_ca_bundle)
+    leaf, sent = certs[0], certs[1:]
+    p_client = ch.build_path(leaf, sent, client)
+    p_ref = ch.build_path(leaf, sent, reference)
+    fetched: list = []
+    aia_records: list[dict[str, Any]] = []
+    if options.aia and not p_client.complete and not p_ref.complete and first.verify_code in cl.V_CHAIN_CODES:
+        top = p_client.stopped_at or certs[-1]
+        for _ in range(AIA_MAX_HOPS):
+            urls = ch.aia_ca_issuers(top)
+            if not urls or run.remaining() < 0.05:
+                break
+            body, record = await fetch_aia(urls[0], min(run.timeout, run.remaining()))
+            issuer = None
+            if body:
+                issuer = next((c for c in ch.parse_any(body) if c.subject == top.issuer and ch._signs(c, top)), None)
+                record["ok"] = issuer is not None
+                if issuer is None:
+                    record["error"] = "the answer holds no certificate that signs " + ch.name_text(top.subject)
+                else:
+                    record["got"] = ch.name_text(issuer.subject)
+            else:
+                record["ok"] = False
+            aia_records.append(record)
+            if issuer is None:
+                break
+            fetched.append(issuer)
+            p_client = ch.build_path(leaf, sent, client, fetched)
+            p_ref = ch.build_path(leaf, sent, reference, fetched)
+            if p_client.complete or p_ref.complete or ch.is_self_issued(issuer):
+                break
+            top = issuer
+    facts = cl.ChainFacts(certs=certs, client=p_client, reference=p_ref, fetched=tuple(fetched),
+                          aia=tuple(aia_records), aia_enabled=options.aia)
+    verdict = cl.classify_verify_failure(first, facts, host=endpoint.server_hostname or endpoint.host, now=now,
+                                         expect_issuers=options.expect_issuers)
+    if verdict.cause is Cause.HOSTNAME_MISMATCH and endpoint.server_hostname != endpoint.host:
+        retry = await run.run("with_sni", _verifying_context(policy, True), _settings(policy, endpoint.host),
+                              server_hostname=endpoint.host)
+        if retry is not None and retry.ok:
+            verdict = cl.Verdict(Cause.SNI_REQUIRED,
+                                 f"With SNI {endpoint.server_hostname!r} the server presents a certificate for other names; "
+                                 f"with SNI {endpoint.host!r} it presents a valid one ({retry.protocol}).",
+                                 {"sni_probe": "accepted"})
+    return _finish(run, verdict, now, first=first, certs=certs, chain_facts=facts)
+
+
+async def _diagnose_handshake_failure(run: _Run, first: ProbeResult, now: datetime) -> Diagnosis:
+    endpoint, policy = run.endpoint, run.policy
+    reason = first.reason or ""
+    client_cert = bool(policy.client_cert)
+    decided = first.error_kind == POST_HANDSHAKE and reason in cl.CLIENT_CERT_REQUIRED_REASONS
+    decided = decided or reason in cl.NOT_TLS_REASONS or reason in cl.CLIENT_CERT_REQUIRED_REASONS
+    decided = decided or (client_cert and reason in cl.CLIENT_CERT_REJECTED_REASONS)
+    if not decided:
+        sni_differs = endpoint.server_hostname != endpoint.host
+        if sni_differs:
+            await run.run("with_sni", explain_only_context(policy), _settings(policy, endpoint.host, verify=False),
+                          server_hostname=endpoint.host)
+        if not _accepted(run, "with_sni"):
+            version_only = reason in cl.VERSION_REASONS
+            if not client_cert and not version_only:
+                cert = await run.run("dummy_client_cert", explain_only_context(policy, client_identity=_dummy_client_identity()),
+                                     _settings(policy, endpoint.server_hostname, verify=False, client_cert="throwaway"),
+                                     post=True)
+                if cert is not None and (cert.ok or cert.reason in cl.CLIENT_CERT_REJECTED_REASONS):
+                    return _finish(run, _verdict(run, first), now, first=first)
+            if not version_only:
+                await run.run("any_cipher", explain_only_context(policy, widen_ciphers=True),
+                              _settings(policy, endpoint.server_hostname, verify=False, ciphers="ALL:@SECLEVEL=0"))
+            if not _accepted(run, "any_cipher"):
+                await run.run("any_version", explain_only_context(policy, widen_ciphers=True,
+                                                                  tls_min=ssl.TLSVersion.TLSv1,
+                                                                  tls_max=ssl.TLSVersion.TLSv1_3),
+                              _settings(policy, endpoint.server_hostname, verify=False, tls_min="1.0", tls_max="1.3",
+                                        ciphers="ALL:@SECLEVEL=0"))
+    return _finish(run, _verdict(run, first), now, first=first)
+
+
+def _accepted(run: _Run, label: str) -> bool:
+    return any(p.label == label and p.ok for p in run.probes)
+
+
+def _verdict(run: _Run, first: ProbeResult) -> cl.Verdict:
+    return cl.classify_handshake_failure(first, run.probes, host=run.endpoint.host, tls_min=run.policy.tls_min,
+                                         tls_max=run.policy.tls_max, client_cert_supplied=bool(run.policy.client_cert))
+
+
+def _finish(run: _Run, verdict: cl.Verdict | None, now: datetime, *, first: ProbeResult | None = None,
+            certs: Sequence = (), verified: Sequence = (), verified_ok: bool = False,
+            chain_facts: cl.ChainFacts | None = None) -> Diagnosis:
+    assert verdict is not None
+    endpoint, policy, options = run.endpoint, run.policy, run.options
+    first = first or (run.probes[0] if run.probes else None)
+    if not certs:
+        captured = next((p.chain_der for p in run.probes if p.chain_der), ())
+        certs = tuple(ch.parse_der_chain(captured)) if captured else ()
+    names = list(dict.fromkeys([ch.name_text(c.issuer) for c in certs] +
+                               [ch.name_text(c.subject) for c in list(certs)[1:] + list(verified)]))
+    warnings: list[Finding] = cl.collect_warnings(certs=certs, verified=verified, now=now,
+                                                  soon_days=options.expiring_soon_days,
+                                                  tls12_only=policy.is_tls12_only,
+                                                  handshake_verified=verified_ok,
+                                                  names_for_inspection=names)
+    if verdict.cause is Cause.PROXY_INTERCEPTION:
+        warnings = [w for w in warnings if w.code != "proxy_interception"]
+    facts = Facts(host=endpoint.host, port=endpoint.port, ca_bundle=policy.ca_bundle, tls_min=policy.tls_min,
+                  tls_max=policy.tls_max, details=verdict.details)
+    evidence: dict[str, Any] = {"probes": [p.to_evidence() for p in run.probes]}
+    if first is not None:
+        for key in ("reason", "verify_code", "verify_message", "error_kind"):
+            value = getattr(first, key)
+            if value is not None:
+                evidence[key] = value
+    if chain_facts is not None:
+        evidence.update(chain_facts.describe())
+    evidence.update({k: v for k, v in verdict.details.items() if k not in ("bypass_hint",)})
+    if run.skipped:
+        evidence["skipped_probes"] = run.skipped
+    summary = verdict.summary or _ok_summary(first, certs)
+    success = first if (first is not None and first.ok) else None
+    return Diagnosis(
+        endpoint=Endpoint(endpoint.host, endpoint.port, endpoint.sni, endpoint.send_sni,
+                          run.address, endpoint.path),
+        cause=verdict.cause,
+        summary=summary,
+        remediation=remediation_for(verdict.cause, facts),
+        protocol=success.protocol if success else None,
+        cipher=success.cipher if success else None,
+        alpn=success.alpn if success else None,
+        handshake_ms=success.handshake_ms if success else None,
+        chain=tuple(ch.cert_info(c) for c in certs),
+        warnings=tuple(warnings),
+        evidence=evidence,
+        handshakes=run.handshakes,
+    )
+
+
+def _ok_summary(first: ProbeResult | None, certs: Sequence) -> str:
+    if first is None:
+        return "Healthy."
+    leaf = certs[0] if certs else None
+    who = f" to {ch.common_name(leaf.issuer) or ch.name_text(leaf.issuer)}" if leaf is not None else ""
+    return (f"Verified {first.protocol} handshake with {first.cipher} in {first.handshake_ms:.1f} ms; "
+            f"the chain of {len(certs)} certificate(s) validates{who}.")
 
 
 async def diagnose_many(endpoints: Sequence[Endpoint], policy: TLSPolicy = TLSPolicy(),
-                        options: DiagnoseOptions = DiagnoseOptions(), concurrency: int = 100) -> list[Diagnosis]:
-    raise NotImplementedError
+                        options: DiagnoseOptions = DiagnoseOptions(), concurrency: int = 100,
+                        policies: Sequence[TLSPolicy] | None = None) -> list[Diagnosis]:
+    """Diagnose many endpoints concurrently; results in input order."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(i: int, endpoint: Endpoint) -> Diagnosis:
+        async with gate:
+            return await diagnose(endpoint, policies[i] if policies else policy, options)
+
+    return list(await asyncio.gather(*(one(i, e) for i, e in enumerate(endpoints))))
 
 
 def diagnose_sync(endpoint: Endpoint, policy: TLSPolicy = TLSPolicy(),

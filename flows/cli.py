@@ -1,0 +1,112 @@
+"""The ``cxhealth`` command line.
+
+Sub-commands import what they need lazily: ``cxhealth diagnose`` never imports
+Prefect (its import alone costs ~0.6 s, prefect-facts.md).
+
+Exit status everywhere: 0 healthy, 1 a failure was diagnosed, 2 the command
+itself could not run (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as contract §1
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cxhealth", description="Integration health for cloud contact-center APIs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    d = sub.add_parser("diagnose", help="diagnose the TLS handshake of one or more endpoints",
+                       description="Diagnose TLS endpoints: name the root cause, show the evidence, give the fix.")
+    d.add_argument("targets", nargs="*", metavar="TARGET", help="https://HOST[:PORT][/path] or HOST[:PORT]")
+    d.add_argument("--from", dest="from_file", metavar="FILE", help="read targets from FILE, one per line ('-' = stdin)")
+    d.add_argument("--concurrency", type=int, default=100, metavar="N")
+    d.add_argument("--resolve", action="append", default=[], metavar="HOST:PORT:ADDR")
+    sni = d.add_mutually_exclusive_group()
+    sni.add_argument("--sni", metavar="NAME")
+    sni.add_argument("--no-sni", action="store_true")
+    d.add_argument("--ca-bundle", metavar="PEM")
+    d.add_argument("--reference-ca-bundle", metavar="PEM")
+    d.add_argument("--expect-issuer", action="append", default=[], metavar="TEXT")
+    d.add_argument("--pin", action="append", default=[], metavar="sha256/BASE64")
+    d.add_argument("--tls-min", default="1.2")
+    d.add_argument("--tls-max", default="1.3")
+    d.add_argument("--ciphers", metavar="STRING")
+    d.add_argument("--client-cert", metavar="PEM")
+    d.add_argument("--client-key", metavar="PEM")
+    d.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    d.add_argument("--no-aia", action="store_true")
+    d.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("run", help="run the integration health checks of a targets.toml")
+    r.add_argument("--targets", required=True, metavar="FILE")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--no-alerts", action="store_true")
+    r.add_argument("--flow", action="store_true", help="run as a Prefect flow run (recorded by the configured API)")
+    r.add_argument("--only", action="append", default=[], metavar="NAME", help="check only this target (repeatable)")
+
+    demo = sub.add_parser("demo", help="start the lab and run the integration-health flow against it")
+    demo.add_argument("--dir", metavar="DIR", help="state directory (default: ./.cxhealth-demo)")
+    demo.add_argument("--keep", action="store_true", help="keep the state directory's previous content")
+
+    lab = sub.add_parser("lab", help="start the TLS failure lab for manual `cxhealth diagnose` runs",
+                         add_help=False)
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    try:
+        if args_list and args_list[0] == "lab":
+            from lab.cli import main as lab_main
+
+            return lab_main(args_list[1:])
+        args = parser.parse_args(args_list)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command == "diagnose":
+            from .diagnose_cmd import run_diagnose
+
+            return run_diagnose(args)
+        if args.command == "run":
+            from .run_cmd import run_run
+
+            return run_run(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args)
+        raise UsageError(f"unknown command {args.command}")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `cxhealth ... | head`
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a bug must still be one line, not a traceback
+        print(f"error: cxhealth hit an internal error ({type(exc).__name__}: {str(exc)[:200]}); "
+              "rerun with CXHEALTH_DEBUG=1 for the traceback and report it", file=sys.stderr)
+        if os.environ.get("CXHEALTH_DEBUG"):
+            raise
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

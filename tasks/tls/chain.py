@@ -1,0 +1,314 @@
+"""Chain analysis with ``cryptography``: pure functions over certificates.
+
+Why our own path building and not ``cryptography.x509.verification``: OpenSSL
+has already judged validity (its verify code is in the evidence). What a
+diagnosis needs next is *which* store, with *which* extra intermediates, would
+complete the chain the server sent — and the strict CA/B Forum profile of the
+verifier would reject chains OpenSSL accepts (and so misreport the cause). We
+chain by issuer name and check every link's signature with
+``verify_directly_issued_by``. Fetched AIA certificates are only ever
+intermediates, never anchors (platform-facts.md: 3.13's PARTIAL_CHAIN pitfall).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import ipaddress
+import os
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtensionOID, NameOID, AuthorityInformationAccessOID
+
+from .model import CertInfo
+
+
+class StoreError(ValueError):
+    """A trust store that cannot be read."""
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def not_before(cert: x509.Certificate) -> datetime:
+    return cert.not_valid_before_utc
+
+
+def not_after(cert: x509.Certificate) -> datetime:
+    return cert.not_valid_after_utc
+
+
+def name_text(name: x509.Name) -> str:
+    """RFC 4514 text, most specific first (``CN=..,O=..``) as users expect."""
+    return name.rfc4514_string()
+
+
+def spki_pin(cert: x509.Certificate) -> str:
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+def sans(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        return ()
+    out = [f"DNS:{n}" for n in ext.get_values_for_type(x509.DNSName)]
+    out += [f"IP:{ip}" for ip in ext.get_values_for_type(x509.IPAddress)]
+    return tuple(out)
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def is_self_issued(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not self-signed"
+        return False
+
+
+def aia_ca_issuers(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(d.access_location.value for d in ext
+                 if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS
+                 and isinstance(d.access_location, x509.UniformResourceIdentifier))
+
+
+def signature_hash(cert: x509.Certificate) -> str | None:
+    algo = cert.signature_hash_algorithm
+    return algo.name if algo is not None else None
+
+
+def cert_info(cert: x509.Certificate) -> CertInfo:
+    return CertInfo(
+        subject=name_text(cert.subject),
+        issuer=name_text(cert.issuer),
+        not_before=not_before(cert).isoformat(),
+        not_after=not_after(cert).isoformat(),
+        san=sans(cert),
+        sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        is_ca=is_ca(cert),
+        self_issued=is_self_issued(cert),
+        signature_hash=signature_hash(cert),
+        spki_sha256_b64=spki_pin(cert),
+        serial=format(cert.serial_number, "x"),
+        aia_ca_issuers=aia_ca_issuers(cert),
+    )
+
+
+def parse_der_chain(ders: Iterable[bytes]) -> list[x509.Certificate]:
+    return [x509.load_der_x509_certificate(d) for d in ders]
+
+
+def parse_any(data: bytes) -> list[x509.Certificate]:
+    """Certificates from an AIA answer: DER, PEM or a PKCS#7 bundle (.p7c)."""
+    if b"-----BEGIN" in data:
+        return _load_pem_lenient(data)
+    try:
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        pass
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    try:
+        return list(pkcs7.load_der_pkcs7_certificates(data))
+    except ValueError:
+        return []
+
+
+def _load_pem_lenient(data: bytes) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        pass
+    # One malformed entry must not hide the others (system bundles do carry oddities).
+    out = []
+    marker = b"-----BEGIN CERTIFICATE-----"
+    for chunk in data.split(marker)[1:]:
+        try:
+            out.append(x509.load_pem_x509_certificate(marker + chunk))
+        except ValueError:
+            continue
+    return out
+
+
+# --- trust stores --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrustStore:
+    """Anchors indexed by subject, with where they came from."""
+
+    label: str
+    source: str
+    anchors: tuple[x509.Certificate, ...]
+
+    @functools.cached_property
+    def by_subject(self) -> dict[x509.Name, list[x509.Certificate]]:
+        index: dict[x509.Name, list[x509.Certificate]] = {}
+        for cert in self.anchors:
+            index.setdefault(cert.subject, []).append(cert)
+        return index
+
+    def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        return self.by_subject.get(cert.issuer, [])
+
+    def contains(self, cert: x509.Certificate) -> bool:
+        return any(a == cert or (a.subject == cert.subject and a.public_key() == cert.public_key())
+                   for a in self.by_subject.get(cert.subject, []))
+
+
+def system_store_source() -> str:
+    """Where OpenSSL's default store is, as ``load_default_certs`` would use it."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (os.environ.get(paths.openssl_cafile_env or ""), paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    for candidate in (os.environ.get(paths.openssl_capath_env or ""), paths.capath, paths.openssl_capath):
+        if candidate and os.path.isdir(candidate):
+            return candidate
+    return ""
+
+
+def load_store(label: str, path: str | None) -> TrustStore:
+    """A PEM bundle (or a hashed directory) as a :class:`TrustStore`; cached by mtime."""
+    source = str(Path(path).expanduser()) if path else system_store_source()
+    if not source:
+        return TrustStore(label, "(no system store found)", ())
+    try:
+        mtime = os.stat(source).st_mtime_ns
+    except OSError:
+        raise StoreError(f"{label} {source} does not exist") from None
+    return _load_store_cached(label, source, mtime)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_store_cached(label: str, source: str, _mtime: int) -> TrustStore:
+    certs: list[x509.Certificate] = []
+    try:
+        if os.path.isdir(source):
+            for entry in sorted(os.listdir(source)):
+                full = os.path.join(source, entry)
+                if os.path.isfile(full) and (entry.endswith((".pem", ".crt")) or entry[-2:-1] == "."):
+                    with open(full, "rb") as fh:
+                        certs.extend(_load_pem_lenient(fh.read()))
+        else:
+            with open(source, "rb") as fh:
+                certs = _load_pem_lenient(fh.read())
+    except OSError as exc:
+        raise StoreError(f"{label} {source} is not readable: {exc.strerror}") from None
+    if not certs:
+        raise StoreError(f"{label} {source} holds no PEM certificate")
+    return TrustStore(label, source, tuple(certs))
+
+
+def reference_store(path: str | None) -> TrustStore:
+    if path:
+        return load_store("reference CA bundle", path)
+    import certifi
+
+    return load_store("reference CA bundle", certifi.where())
+
+
+# --- path building ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PathResult:
+    """Whether ``leaf`` chains to an anchor of ``store`` through the given intermediates."""
+
+    store: str
+    complete: bool
+    path: tuple[x509.Certificate, ...]
+    anchor: x509.Certificate | None
+    stopped_at: x509.Certificate | None  # the last cert whose issuer could not be found
+    used_fetched: bool = False
+
+    def describe(self) -> dict[str, object]:
+        out: dict[str, object] = {"store": self.store, "complete": self.complete,
+                                  "path": [name_text(c.subject) for c in self.path]}
+        if self.anchor is not None:
+            out["anchor"] = name_text(self.anchor.subject)
+        if self.stopped_at is not None:
+            out["missing_issuer"] = name_text(self.stopped_at.issuer)
+        if self.used_fetched:
+            out["used_aia"] = True
+        return out
+
+
+def _signs(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except Exception:  # noqa: BLE001 - wrong key, bad signature, unsupported algo
+        return False
+
+
+def build_path(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], store: TrustStore,
+               fetched: Sequence[x509.Certificate] = (), max_depth: int = 8) -> PathResult:
+    path = [leaf]
+    current = leaf
+    pool = list(intermediates) + list(fetched)
+    used_fetched = False
+    for _ in range(max_depth):
+        for anchor in store.issuers_of(current):
+            if _signs(anchor, current):
+                return PathResult(store.label, True, tuple(path), anchor, None, used_fetched)
+        if store.contains(current):  # the sent cert is itself an anchor
+            return PathResult(store.label, True, tuple(path), current, None, used_fetched)
+        nxt = next((c for c in pool if c.subject == current.issuer and c not in path and _signs(c, current)), None)
+        if nxt is None:
+            return PathResult(store.label, False, tuple(path), None, current, used_fetched)
+        used_fetched = used_fetched or any(nxt is f for f in fetched)
+        path.append(nxt)
+        current = nxt
+    return PathResult(store.label, False, tuple(path), None, current, used_fetched)
+
+
+# --- host names -------------------------------------------------------------------
+
+def hostname_matches(cert: x509.Certificate, host: str) -> bool:
+    """RFC 6125 matching: SAN DNS names (left-most wildcard label) or IP SANs."""
+    host = host.rstrip(".").lower()
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    try:
+        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        return False
+    if ip is not None:
+        return ip in ext.get_values_for_type(x509.IPAddress)
+    for pattern in ext.get_values_for_type(x509.DNSName):
+        pattern = pattern.rstrip(".").lower()
+        if pattern == host:
+            return True
+        if pattern.startswith("*.") and "." in host:
+            head, _, rest = host.partition(".")
+            if rest == pattern[2:] and head:
+                return True
+    return False
+
+
+def common_name(name: x509.Name) -> str | None:
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else None

@@ -1,0 +1,65 @@
+"""Known TLS-inspection products, recognised by the CA names they mint.
+
+A data table: add a row to teach cxhealth a new product. Each pattern is
+matched case-insensitively against the subject and issuer text of the CA
+certificates in a chain (and of the leaf's issuer). Patterns are chosen to be
+specific to the inspection product, not to a vendor's public CA business
+(e.g. "Symantec" alone would match long-distrusted *public* roots; Blue Coat's
+ProxySG is matched by its own names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class InspectionProduct:
+    name: str
+    patterns: tuple[str, ...]
+    bypass_hint: str  # where an admin adds a bypass / exemption
+
+
+INSPECTION_PRODUCTS: tuple[InspectionProduct, ...] = (
+    InspectionProduct("Zscaler", ("zscaler",), "Zscaler admin portal: Policy > SSL Inspection > add the domains to 'Do Not Inspect'"),
+    InspectionProduct("Palo Alto Networks", ("palo alto networks", "paloaltonetworks", "pan-os", "forward-trust"),
+                      "PAN-OS: Policies > Decryption > add a 'no-decrypt' rule for the domains"),
+    InspectionProduct("Fortinet FortiGate", ("fortinet", "fortigate", "fortiproxy"),
+                      "FortiGate: Security Profiles > SSL/SSH Inspection > Exempt from SSL Inspection"),
+    InspectionProduct("Netskope", ("netskope",), "Netskope: Policies > SSL Decryption > add a 'Do not decrypt' policy"),
+    InspectionProduct("Blue Coat / Symantec ProxySG", ("blue coat", "bluecoat", "proxysg", "symantec web security", "broadcom edge secure web gateway"),
+                      "ProxySG: SSL Intercept layer > add an exemption for the domains"),
+    InspectionProduct("Cisco Umbrella", ("cisco umbrella", "opendns"), "Umbrella: Policies > Selective Decryption List > add the domains"),
+    InspectionProduct("Cisco Secure Web Appliance", ("ironport", "cisco web security", "cisco secure web"),
+                      "Cisco WSA: Web Security Manager > Decryption Policies > Pass Through the domains"),
+    InspectionProduct("Sophos", ("sophos",), "Sophos Firewall: Web > TLS inspection rules > add a 'Don't decrypt' rule"),
+    InspectionProduct("Check Point", ("check point", "checkpoint"), "Check Point: HTTPS Inspection policy > add a Bypass rule"),
+    InspectionProduct("Forcepoint / Websense", ("forcepoint", "websense"), "Forcepoint: SSL decryption bypass > add the domains"),
+    InspectionProduct("McAfee / Skyhigh Web Gateway", ("mcafee web gateway", "skyhigh", "mwg"),
+                      "Web Gateway: SSL Scanner > add the domains to the 'do not decrypt' list"),
+    InspectionProduct("Barracuda", ("barracuda",), "Barracuda: SSL Inspection > add the domains to exempted domains"),
+    InspectionProduct("iboss", ("iboss",), "iboss: SSL Decryption > add the domains to the bypass list"),
+    InspectionProduct("Menlo Security", ("menlo security",), "Menlo: SSL inspection exemptions"),
+    InspectionProduct("Cloudflare Gateway", ("cloudflare for teams", "gateway ca - cloudflare"),
+                      "Cloudflare Zero Trust: Gateway > Firewall policies > HTTP > 'Do Not Inspect'"),
+    InspectionProduct("Kaspersky", ("kaspersky",), "Kaspersky: exclude the domains from encrypted connections scanning"),
+    InspectionProduct("ESET", ("eset ssl filter",), "ESET: SSL/TLS protocol filtering > exclude the application or domains"),
+    InspectionProduct("Avast / AVG", ("avast", "avg web/mail shield"), "Avast/AVG: Web Shield > disable HTTPS scanning for the domains"),
+    InspectionProduct("Bitdefender", ("bitdefender",), "Bitdefender: Online Threat Prevention > exclude the domains"),
+    InspectionProduct("Untangle / Arista", ("untangle",), "NG Firewall: SSL Inspector > add an 'Ignore' rule"),
+    InspectionProduct("Smoothwall", ("smoothwall",), "Smoothwall: HTTPS decryption > exempt the domains"),
+    InspectionProduct("Lightspeed", ("lightspeed systems",), "Lightspeed: SSL decryption > exempt the domains"),
+    InspectionProduct("Microsoft Entra Internet Access", ("global secure access",), "Entra: TLS inspection policy > add a bypass rule"),
+)
+
+
+def match_inspection(names: Iterable[str],
+                     products: tuple[InspectionProduct, ...] = INSPECTION_PRODUCTS) -> tuple[InspectionProduct, str] | None:
+    """The first product whose pattern appears in one of ``names``, and that name."""
+    for text in names:
+        lowered = text.lower()
+        for product in products:
+            if any(p in lowered for p in product.patterns):
+                return product, text
+    return None

@@ -1,0 +1,313 @@
+"""The probe: the only module of the engine that does socket and ssl I/O.
+
+One call is one attempt: resolve, TCP connect, TLS handshake, each timed and
+each under its own timeout, and the certificate chain the server sent. Every
+failure comes back as a value (:class:`ProbeResult` with ``error_kind`` and the
+OpenSSL reason), never as an exception: :func:`evidence_from_exception` is the
+one table that turns ``ssl``/``socket`` errors into evidence (as httpx's
+``map_httpcore_exceptions`` does for its transport).
+
+An explain-only probe (unverified context, see ``policy.explain_only_context``)
+closes the connection right after the handshake: nothing is sent on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Endpoint
+
+DER = 2  # _ssl.ENCODING_DER
+
+# Kinds of failure, in the order a connection meets them.
+DNS_FAILURE = "dns_failure"
+TCP_REFUSED = "tcp_refused"
+TCP_TIMEOUT = "tcp_timeout"
+TCP_ERROR = "tcp_error"
+HANDSHAKE_TIMEOUT = "handshake_timeout"
+RESET = "reset"          # RST or close with no TLS alert
+TLS_ALERT = "tls_error"  # an OpenSSL error with a reason (alerts, version, cipher, ...)
+VERIFY = "verify_error"  # the handshake completed at the TLS level but the chain did not verify
+POST_HANDSHAKE = "post_handshake_error"  # TLS 1.3: the server rejected our Finished (client cert)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one attempt saw. ``ok`` means the handshake (and, on TLS 1.3, the
+    server's acceptance of our Finished) succeeded."""
+
+    label: str
+    ok: bool
+    settings: dict[str, Any]
+    address: str | None = None
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+    handshake_ms: float | None = None
+    protocol: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    chain_der: tuple[bytes, ...] = ()
+    verified_chain_der: tuple[bytes, ...] = ()
+    error_kind: str | None = None
+    reason: str | None = None
+    verify_code: int | None = None
+    verify_message: str | None = None
+    message: str | None = None
+    post_handshake: str | None = None
+    handshake_attempted: bool = False
+
+    def to_evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"probe": self.label, "ok": self.ok, "settings": self.settings}
+        for key in ("address", "dns_ms", "connect_ms", "handshake_ms", "protocol", "cipher",
+                    "alpn", "error_kind", "reason", "verify_code", "verify_message", "message",
+                    "post_handshake"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.chain_der:
+            out["chain_length"] = len(self.chain_der)
+        return out
+
+
+# --- the one table: exception -> (error_kind, reason) -------------------------
+
+# OpenSSL reasons that mean "the peer closed/reset with no TLS alert".
+_EOF_REASONS = {"UNEXPECTED_EOF_WHILE_READING", "EOF_OCCURRED_IN_VIOLATION_OF_PROTOCOL"}
+
+
+def evidence_from_exception(exc: BaseException, phase: str) -> dict[str, Any]:
+    """Map an exception raised during ``phase`` ("dns", "tcp", "tls", "post")
+    to evidence fields. The only place that interprets ssl/socket errors."""
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, socket.timeout)):
+        kind = {"dns": DNS_FAILURE, "tcp": TCP_TIMEOUT}.get(phase, HANDSHAKE_TIMEOUT)
+        if phase == "post":
+            kind = POST_HANDSHAKE
+        return {"error_kind": kind, "message": f"no answer in time during {phase}"}
+    if isinstance(exc, socket.gaierror):
+        return {"error_kind": DNS_FAILURE, "reason": _gai_name(exc), "message": exc.strerror or str(exc)}
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return {"error_kind": VERIFY, "reason": "CERTIFICATE_VERIFY_FAILED",
+                "verify_code": exc.verify_code, "verify_message": exc.verify_message,
+                "message": _short(exc)}
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None)
+        if isinstance(exc, ssl.SSLEOFError) or reason in _EOF_REASONS:
+            kind = POST_HANDSHAKE if phase == "post" else RESET
+            return {"error_kind": kind, "reason": reason or "EOF", "message": _short(exc)}
+        kind = POST_HANDSHAKE if phase == "post" else TLS_ALERT
+        return {"error_kind": kind, "reason": reason or type(exc).__name__, "message": _short(exc)}
+    if isinstance(exc, ConnectionRefusedError):
+        return {"error_kind": TCP_REFUSED, "reason": "ECONNREFUSED", "message": "connection refused"}
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
+                        asyncio.IncompleteReadError, EOFError)):
+        kind = {"tcp": TCP_ERROR, "post": POST_HANDSHAKE}.get(phase, RESET)
+        return {"error_kind": kind, "reason": type(exc).__name__, "message": _short(exc) or "connection closed"}
+    if isinstance(exc, OSError):
+        name = errno.errorcode.get(exc.errno or 0, "OSError")
+        if phase == "tcp" and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ETIMEDOUT):
+            return {"error_kind": TCP_TIMEOUT, "reason": name, "message": exc.strerror or str(exc)}
+        kind = {"tcp": TCP_ERROR, "post": POST_HANDSHAKE}.get(phase, RESET)
+        return {"error_kind": kind, "reason": name, "message": exc.strerror or str(exc)}
+    # Anything else is a bug in the engine, not a property of the endpoint.
+    raise exc
+
+
+def _gai_name(exc: socket.gaierror) -> str:
+    for name in ("EAI_NONAME", "EAI_AGAIN", "EAI_FAIL", "EAI_NODATA", "EAI_SERVICE"):
+        if getattr(socket, name, None) == exc.errno:
+            return name
+    return f"EAI_{exc.errno}"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+def _der_chain(items: Any) -> tuple[bytes, ...]:
+    out = []
+    for item in items or ():
+        out.append(item if isinstance(item, (bytes, bytearray)) else item.public_bytes(DER))
+    return tuple(bytes(x) for x in out)
+
+
+def _chains(ssl_object: ssl.SSLObject) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    # get_unverified_chain() is public from 3.13; on 3.10-3.12 it lives on the
+    # C-level object (platform-facts.md: the guide's getpeercert(True) is the leaf only).
+    for obj in (ssl_object, getattr(ssl_object, "_sslobj", None)):
+        if obj is not None and hasattr(obj, "get_unverified_chain"):
+            try:
+                unverified = _der_chain(obj.get_unverified_chain())
+                verified = _der_chain(obj.get_verified_chain()) if hasattr(obj, "get_verified_chain") else ()
+                return unverified, verified
+            except (ssl.SSLError, ValueError):  # pragma: no cover - defensive
+                break
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return ((leaf,) if leaf else ()), ()
+
+
+async def resolve(endpoint: Endpoint, timeout: float) -> tuple[str | None, float | None, dict[str, Any] | None]:
+    """The address to connect to: ``endpoint.address`` or the first DNS answer."""
+    if endpoint.address:
+        return endpoint.address, None, None
+    loop = asyncio.get_running_loop()
+    start = time.perf_counter()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM), timeout)
+    except BaseException as exc:  # noqa: BLE001 - mapped by the table
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return None, _ms(start), evidence_from_exception(exc, "dns")
+    if not infos:
+        return None, _ms(start), {"error_kind": DNS_FAILURE, "reason": "EAI_NODATA", "message": "no address"}
+    return infos[0][4][0], _ms(start), None
+
+
+async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, timeout: float,
+                settings: dict[str, Any], address: str | None = None,
+                server_hostname: str | None | bool = True,
+                check_post_handshake: bool = False) -> ProbeResult:
+    """One connection attempt with ``context``.
+
+    ``server_hostname``: True sends ``endpoint.server_hostname``; a string sends
+    that; None/False sends no SNI. ``check_post_handshake`` waits briefly on
+    TLS 1.3 for the server to accept our Finished (a session ticket) or reject
+    it (certificate_required): TLS 1.3 servers that demand a client certificate
+    complete the handshake and fail the first read (platform-facts.md).
+    """
+    dns_ms = None
+    if address is None:
+        address, dns_ms, err = await resolve(endpoint, timeout)
+        if err is not None:
+            return ProbeResult(label=label, ok=False, settings=settings, dns_ms=dns_ms, **err)
+    assert address is not None
+    sni = endpoint.server_hostname if server_hostname is True else (server_hostname or None)
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    base = dict(label=label, settings=settings, address=address, dns_ms=dns_ms)
+    writer = None
+    start = time.perf_counter()
+    try:
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (address, endpoint.port)), timeout)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return ProbeResult(ok=False, connect_ms=_ms(start), **base, **evidence_from_exception(exc, "tcp"))
+        connect_ms = _ms(start)
+        start = time.perf_counter()
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(sock=sock, ssl=context, server_hostname=sni or "",
+                                        ssl_handshake_timeout=timeout + 1), timeout)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return ProbeResult(ok=False, connect_ms=connect_ms, handshake_ms=_ms(start),
+                               handshake_attempted=True, **base, **evidence_from_exception(exc, "tls"))
+        handshake_ms = _ms(start)
+        ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
+        chain, verified = _chains(ssl_object)
+        facts = dict(connect_ms=connect_ms, handshake_ms=handshake_ms, protocol=ssl_object.version(),
+                     cipher=(ssl_object.cipher() or (None,))[0],
+                     alpn=ssl_object.selected_alpn_protocol(), chain_der=chain,
+                     verified_chain_der=verified, handshake_attempted=True)
+        post = None
+        if check_post_handshake and facts["protocol"] == "TLSv1.3":
+            post, err = await _await_server_acceptance(reader, ssl_object, min(timeout, 1.0))
+            if err is not None:
+                return ProbeResult(ok=False, post_handshake=post, **base, **facts, **err)
+        return ProbeResult(ok=True, post_handshake=post, **base, **facts)
+    finally:
+        if writer is not None:
+            writer.transport.abort()  # nothing is sent after the handshake
+        else:
+            sock.close()
+
+
+async def _await_server_acceptance(reader: asyncio.StreamReader, ssl_object: ssl.SSLObject,
+                                   wait: float) -> tuple[str, dict[str, Any] | None]:
+    """On TLS 1.3 the server answers our Finished with session tickets when it
+    accepts us, or with an alert (certificate_required) when it does not. We
+    wait for either, without sending a byte. Servers that issue no tickets cost
+    ``wait`` seconds and are taken as accepting."""
+    deadline = time.perf_counter() + wait
+    delay = 0.001
+    while True:
+        exc = reader.exception()
+        if exc is not None:
+            return "rejected", evidence_from_exception(exc, "post")
+        session = ssl_object.session
+        if session is not None and session.has_ticket:
+            return "session_ticket", None
+        if reader.at_eof():
+            return "closed", {"error_kind": POST_HANDSHAKE, "reason": "EOF",
+                              "message": "the server closed the connection right after the handshake"}
+        if time.perf_counter() >= deadline:
+            return f"no_answer_within_{int(wait * 1000)}ms", None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+# --- AIA caIssuers fetch (plain HTTP, as CAs publish them) --------------------
+
+AIA_MAX_BYTES = 64 * 1024
+
+
+async def fetch_aia(url: str, timeout: float) -> tuple[bytes | None, dict[str, Any]]:
+    """GET one caIssuers URL. Bounded: ``http://`` only (CAs publish issuers over
+    plain HTTP; the content is a certificate, checked by signature, not trusted),
+    one request, ``timeout`` for the whole exchange, at most 64 KiB."""
+    from urllib.parse import urlsplit
+
+    record: dict[str, Any] = {"url": url}
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        record["error"] = "only http:// caIssuers URLs are fetched"
+        return None, record
+    port = parts.port or 80
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    start = time.perf_counter()
+    writer = None
+    try:
+        async def exchange() -> bytes:
+            nonlocal writer
+            reader, writer = await asyncio.open_connection(parts.hostname, port)
+            writer.write(f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\n"
+                         f"User-Agent: cxhealth-aia\r\nAccept: */*\r\n\r\n".encode("ascii"))
+            await writer.drain()
+            return await reader.read(AIA_MAX_BYTES + 4096)
+
+        raw = await asyncio.wait_for(exchange(), timeout)
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        record.update(error=type(exc).__name__, ms=_ms(start))
+        return None, record
+    finally:
+        if writer is not None:
+            writer.transport.abort()
+    record["ms"] = _ms(start)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+    record["status"] = status_line
+    if " 200 " not in status_line + " ":
+        record["error"] = "non-200 answer"
+        return None, record
+    if len(body) > AIA_MAX_BYTES:
+        record["error"] = "answer larger than 64 KiB"
+        return None, record
+    return body, record

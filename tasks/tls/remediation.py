@@ -1,0 +1,210 @@
+"""What to do about each cause: concrete, most likely fix first, platform-aware.
+
+Sources: the guide's methodology (seed/tls-handshake-guide.txt) with the
+corrections of platform-facts.md (token host, proxy allow-list domains,
+OP_NO_TICKET, the CXone cipher requirement).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Cause
+
+GENESYS_DOMAINS = ("mypurecloud.com", "mypurecloud.ie", "mypurecloud.de", "mypurecloud.jp",
+                   "mypurecloud.com.au", "pure.cloud", "us-gov-pure.cloud", "genesys.cloud")
+NICE_DOMAINS = ("niceincontact.com", "nice-incontact.com", "incontact.com")
+
+
+def platform_of(host: str) -> str | None:
+    host = host.lower().rstrip(".")
+    if any(host == d or host.endswith("." + d) for d in GENESYS_DOMAINS):
+        return "genesys"
+    if any(host == d or host.endswith("." + d) for d in NICE_DOMAINS):
+        return "nice"
+    return None
+
+
+def allow_list(host: str) -> str:
+    platform = platform_of(host)
+    if platform == "genesys":
+        return ", ".join("*." + d for d in GENESYS_DOMAINS)
+    if platform == "nice":
+        return ", ".join("*." + d for d in NICE_DOMAINS)
+    return host
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The specifics a remediation names (all optional)."""
+
+    host: str
+    port: int = 443
+    ca_bundle: str | None = None
+    tls_min: str = "1.2"
+    tls_max: str = "1.3"
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.details.get(key, default)
+
+
+def _store_update_steps(facts: Facts) -> list[str]:
+    steps = []
+    if facts.ca_bundle:
+        steps.append(f"The client trusts only {facts.ca_bundle}: regenerate it from a current store "
+                     "(e.g. copy certifi's cacert.pem or /etc/ssl/certs/ca-certificates.crt) or point the "
+                     "client at the system store; a static PEM baked into an image goes stale at every CA rotation.")
+    steps += [
+        "Update the OS trust store: Debian/Ubuntu `apt-get install --only-upgrade ca-certificates && update-ca-certificates`; "
+        "RHEL/Alma `dnf update ca-certificates && update-ca-trust`; Windows: run Windows Update (root certificates).",
+        "Python clients that use certifi: `pip install --upgrade certifi`; in containers mount the host's CA store "
+        "read-only instead of baking certificates into the image.",
+    ]
+    return steps
+
+
+def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
+    h, platform = facts.host, platform_of(facts.host)
+    target = f"{h}:{facts.port}"
+    if cause is Cause.OK:
+        return ()
+    if cause is Cause.DNS_FAILURE:
+        steps = [f"Check the host name {h!r} for typos; `getent hosts {h}` must return an address from the client machine."]
+        if platform == "genesys":
+            steps.append("Genesys hosts are api.<region domain> and login.<region domain> (e.g. api.mypurecloud.com, "
+                         "login.mypurecloud.com): check the region key of the target.")
+        elif platform == "nice":
+            steps.append("Take the CXone API host from discovery (/.well-known/cxone-configuration, api_endpoint) "
+                         "rather than hard-coding it.")
+        steps.append("If the client must use an internal resolver or a split-horizon DNS, make sure it forwards public names.")
+        return tuple(steps)
+    if cause is Cause.TCP_REFUSED:
+        return (f"Nothing listens on {target}: check the port (HTTPS is 443) and that the service is up.",
+                "If the address comes from --resolve or a hosts-file entry, check it points at the right machine.",
+                "A local firewall or proxy that rejects connections also shows as refused: check egress rules for the port.")
+    if cause is Cause.TCP_TIMEOUT:
+        return (f"No TCP answer from {target} in time: check egress firewall rules and security groups for the port.",
+                "If the client must use an HTTP(S) proxy for outbound traffic, configure it (HTTPS_PROXY) and exempt nothing by accident.",
+                "Check the route: the address may be unreachable from this network (VPN, private link).")
+    if cause is Cause.HANDSHAKE_TIMEOUT:
+        return ("TCP connects but no TLS answer arrives: a middlebox (IPS, firewall with TLS inspection) is likely holding "
+                "the ClientHello; check its logs for this destination.",
+                f"Check that {target} really serves TLS on this port and is not overloaded; retry from another network to compare.")
+    if cause is Cause.CONNECTION_RESET:
+        return ("The connection is reset during the handshake with no TLS alert: typical of a firewall or IPS that drops "
+                "the ClientHello (SNI-based filtering, geo-blocking, deep packet inspection). Check its logs and allow the destination"
+                + (f" ({allow_list(h)})." if platform else "."),
+                "Compare with `openssl s_client -connect HOST:PORT -servername HOST` from another network: if it works there, the path is the problem.")
+    if cause is Cause.NOT_TLS:
+        return (f"{target} does not speak TLS: use https:// only on the TLS port (usually 443) and check the port number.",
+                "If a proxy is in the path, make sure the client uses CONNECT tunnelling and does not send TLS to a plain-HTTP port.")
+    if cause is Cause.PROTOCOL_VERSION_MISMATCH:
+        server = facts.get("server_version")
+        steps = []
+        if server == "TLSv1.3" or (facts.get("server_versions") or []) == ["TLSv1.3"]:
+            steps.append("Allow TLS 1.3 in the client policy: set tls_max = \"1.3\" (Python: ctx.maximum_version = "
+                         "ssl.TLSVersion.TLSv1_3; curl: --tls-max 1.3; Java: -Djdk.tls.client.protocols=TLSv1.2,TLSv1.3).")
+            if platform in ("genesys", "nice"):
+                steps.append("Genesys Cloud and NICE CXone route some API clusters to TLS 1.3-only gateways: a client capped "
+                             "at TLS 1.2 gets its token and then fails on downstream endpoints. Use min 1.2 / max 1.3.")
+            else:
+                steps.append("Keep the minimum at TLS 1.2 and the maximum at 1.3: the client then negotiates the highest version both sides support.")
+        elif server in ("TLSv1", "TLSv1.1"):
+            steps.append(f"The server only offers {server}, below the client's minimum {facts.tls_min}: the server must enable TLS 1.2 "
+                         "(do not lower the client's minimum: TLS 1.0/1.1 are deprecated, RFC 8996).")
+        else:
+            steps.append(f"The client's range TLS {facts.tls_min}–{facts.tls_max} and the server's have nothing in common: "
+                         "align them (min 1.2, max 1.3 on both sides).")
+        return tuple(steps)
+    if cause is Cause.CIPHER_MISMATCH:
+        chosen = facts.get("server_cipher")
+        steps = ["The client's TLS 1.2 cipher list and the server's share no suite"
+                 + (f" (with every cipher allowed the server chose {chosen})" if chosen else "") + ": "
+                 "prefer fixing the server to offer ECDHE with AES-GCM (e.g. ECDHE-RSA-AES128-GCM-SHA256), "
+                 "or add one suite the server accepts to the client's cipher string."]
+        if platform == "nice":
+            steps.append("NICE CXone requires ECDHE-RSA-AES128-GCM-SHA256 or ECDHE-RSA-AES256-GCM-SHA384: make sure the "
+                         "client's cipher string includes them (the default ECDHE+AESGCM does).")
+        steps.append("Allow TLS 1.3 in the client (tls_max = \"1.3\"): its suites are fixed and cannot mismatch this way.")
+        return tuple(steps)
+    if cause is Cause.SNI_REQUIRED:
+        return (f"Send SNI: set server_hostname to the exact host name ({h}) in the client's TLS context; never send an "
+                "IP address or leave SNI empty (legacy middleware does).",
+                "If a proxy or load balancer sits in between, make it preserve the original SNI and Host header.")
+    if cause is Cause.CLIENT_CERT_REQUIRED:
+        if facts.get("client_cert_supplied"):
+            return ("The server rejected the client certificate that was supplied: check it is the one registered with the "
+                    "service, not expired, and that its issuing CA is the one the server trusts.",
+                    "Send the full client chain (leaf + intermediates) in the --client-cert PEM.")
+        return ("The server demands a client certificate (mutual TLS): configure the integration's client certificate and key "
+                "(--client-cert/--client-key; httpx: cert=(cert, key)).",
+                "If mutual TLS is not expected for this endpoint, a proxy or WAF in the path may be terminating TLS with mTLS on: check the path.")
+    if cause is Cause.CERT_EXPIRED:
+        which = facts.get("expired_subject", "a certificate in the chain")
+        steps = [f"{which} has expired: the server operator must renew it"
+                 + (" (if the intermediate expired, the server must send the new intermediate)" if facts.get("expired_is_ca") else "") + "."]
+        if facts.get("expired_in_client_store"):
+            steps.insert(0, "An expired root or cross-signed intermediate in the client's trust store is preferred over the valid one: "
+                         "update the client's trust store and remove the expired certificate.")
+        steps.append("Check the client's clock (timedatectl / NTP) if the dates look wrong.")
+        return tuple(steps)
+    if cause is Cause.CERT_NOT_YET_VALID:
+        return ("Check the client's clock first (timedatectl status; enable NTP): a clock in the past makes new certificates look not yet valid.",
+                f"If the clock is right, {facts.get('future_subject', 'the certificate')} was deployed before its start date: "
+                "the server operator must wait or reissue it.")
+    if cause is Cause.HOSTNAME_MISMATCH:
+        sans = facts.get("sans") or []
+        return (f"The certificate does not cover {h} (it covers: {', '.join(sans[:6]) or 'no SAN'}): connect with the exact "
+                "host name the certificate is issued for, or have the server present a certificate for this name.",
+                "If you connect by IP or through --resolve/hosts entries, check they point at the right service; a default "
+                "certificate often means the server did not get the SNI it expected.")
+    if cause is Cause.SELF_SIGNED:
+        return ("The server presents a self-signed certificate: have it use a certificate from a public CA (or your private CA).",
+                "If the endpoint is internal and self-signed by design, trust exactly that certificate via --ca-bundle "
+                "(never turn verification off).")
+    if cause is Cause.INCOMPLETE_CHAIN:
+        missing = facts.get("missing_issuer", "its intermediate")
+        steps = [f"The server must send its intermediate certificate ({missing}): configure the full chain "
+                 "(leaf + intermediates) on the server or load balancer."]
+        if platform in ("genesys", "nice"):
+            steps.insert(0, "The platform sends its full chain: a firewall or TLS-inspecting middlebox between the client and "
+                         f"{h} is truncating it. Disable chain truncation for {allow_list(h)}.")
+        else:
+            steps.append("If a firewall or DPI device is in the path, check it is not truncating the chain (it happens on "
+                         "'payload optimisation' features).")
+        if facts.get("aia_url"):
+            steps.append(f"Stopgap on the client: add the intermediate fetched from {facts.get('aia_url')} to the client's bundle "
+                         "as an intermediate (browsers hide this problem by fetching it; most API clients do not).")
+        return tuple(steps)
+    if cause is Cause.STALE_TRUST_STORE:
+        root = facts.get("anchor")
+        head = (f"The chain is valid against an up-to-date public store (root {root}) but not against the client's store: "
+                "the client's trust store is out of date.") if root else "The client's trust store is out of date."
+        return (head, *_store_update_steps(facts))
+    if cause is Cause.UNTRUSTED_ROOT:
+        root = facts.get("top_subject", "the chain's root")
+        return (f"The chain ends at {root}, which neither the client's store nor the public reference store trusts: "
+                "if this is your organisation's private CA, add its root to the client's bundle (--ca-bundle / ca_bundle).",
+                "If you did not expect a private CA here, treat it as possible interception: check which device issued it "
+                f"and exempt {allow_list(h)} from TLS inspection.")
+    if cause is Cause.PROXY_INTERCEPTION:
+        product = facts.get("product")
+        hint = facts.get("bypass_hint")
+        steps = [f"A TLS-inspecting proxy{f' ({product})' if product else ''} re-signs the connection: exempt "
+                 f"{allow_list(h)} from inspection" + (f" — {hint}." if hint else ".")]
+        if platform in ("genesys", "nice"):
+            steps.append("Use DNS-name based bypass rules, not IP rules: the platform's load balancers use dynamic IP pools.")
+        steps.append("If inspection is mandatory, trust the inspection CA only for the inspected path (add it to --ca-bundle) "
+                     "and keep it out of the production trust boundary; expect --expect-issuer checks to keep flagging it.")
+        return tuple(steps)
+    if cause is Cause.PIN_MISMATCH:
+        steps = ["No certificate in the chain matches the configured pins: the server's keys changed (or the pins are wrong)."]
+        if platform == "genesys":
+            steps.insert(0, "Genesys Cloud does not support certificate pinning: its certificates are rotated by AWS Certificate "
+                         "Manager without notice. Pin CA/issuer sets (--expect-issuer), not leaves.")
+        steps.append("Pin at least two keys (current + next/backup) and overlap them during rotation; pin the intermediate or root "
+                     f"SPKI rather than the leaf. Current chain pins: {', '.join(facts.get('chain_pins', [])[:4])}.")
+        return tuple(steps)
+    raise ValueError(f"no remediation for {cause}")  # pragma: no cover - every cause has one (tested)

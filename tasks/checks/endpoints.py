@@ -1,0 +1,234 @@
+"""Downstream endpoint checks: a GET per configured endpoint, with the bearer token.
+
+Per request: status, latency, and the TLS version and cipher of the connection
+that carried it — gateways route paths to clusters with different TLS settings
+(the guide's section-1 trap), and this is where that drift becomes visible. A
+connection that fails is diagnosed by the TLS engine (its cause, not "connect
+error"), once per host; the host's remaining endpoints are then not attempted
+(another handshake would fail the same way and only feed the breaker).
+
+NICE targets without ``api_base`` first read the discovery document (reported
+as the first endpoint result) to learn the API host.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import httpx
+
+from tasks.checks.failures import Diagnoser, explain_failure, safe_code
+from tasks.checks.http import client_for, tls_facts
+from tasks.checks.oauth import AccessToken, OAuthResult, check_token
+from tasks.checks.retry import Clock, RetryPolicy, send_with_retry
+from tasks.platforms import DiscoveryError, api_base_from_discovery, host_port
+from tasks.targets import Target
+from tasks.tls.engine import diagnose
+from tasks.tls.model import Diagnosis
+
+_HTTP_ERRORS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    """One endpoint's verdict: an item of contract §2's ``endpoints`` list."""
+
+    path: str
+    url: str
+    host: str
+    ok: bool
+    status: int | None
+    ms: float | None
+    protocol: str | None
+    cipher: str | None
+    cause: str | None            # TLS cause of the connection: "ok", the engine's code, or None (not attempted)
+    error: str | None
+    attempts: int
+    waits_s: tuple[float, ...] = ()
+    stopped: str | None = None
+    skipped: bool = False
+    summary: str | None = None
+    remediation: tuple[str, ...] = ()
+    diagnosis: dict[str, Any] | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "url": self.url, "host": self.host, "ok": self.ok, "status": self.status,
+            "ms": self.ms, "protocol": self.protocol, "cipher": self.cipher, "cause": self.cause,
+            "error": self.error, "attempts": self.attempts, "waits_s": list(self.waits_s),
+            "stopped": self.stopped, "skipped": self.skipped, "summary": self.summary,
+            "remediation": list(self.remediation), "diagnosis": self.diagnosis,
+        }
+
+
+@dataclass(frozen=True)
+class HttpChecks:
+    """Both HTTP stages of one target."""
+
+    oauth: OAuthResult
+    endpoints: tuple[EndpointResult, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.oauth.ok and all(e.ok for e in self.endpoints)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"oauth": self.oauth.to_dict(), "endpoints": [e.to_dict() for e in self.endpoints]}
+
+
+def endpoint_url(api_base: str, endpoint: str) -> str:
+    return endpoint if endpoint.startswith("https://") else api_base.rstrip("/") + endpoint
+
+
+class _Run:
+    """One pass over a target's endpoints, sharing the client and the per-host diagnoses."""
+
+    def __init__(self, target: Target, client: httpx.AsyncClient, retry_policy: RetryPolicy,
+                 clock: Clock | None, diagnoser: Diagnoser | None) -> None:
+        self.target, self.client, self.retry_policy, self.clock = target, client, retry_policy, clock
+        self.diagnoser = diagnoser
+        self.diagnoses: dict[tuple[str, int], Diagnosis] = {}
+        self.failed_hosts: dict[tuple[str, int], EndpointResult] = {}
+
+    async def get(self, path: str, url: str, headers: Mapping[str, str],
+                  params: Mapping[str, str] | None = None) -> tuple[EndpointResult, httpx.Response | None]:
+        key = host_port(url)
+        if key in self.failed_hosts:
+            prior = self.failed_hosts[key]
+            return EndpointResult(path=path, url=url, host=key[0], ok=False, status=None, ms=None, protocol=None,
+                                  cipher=None, cause=prior.cause, error=prior.error, attempts=0, skipped=True,
+                                  summary=f"not attempted: {key[0]}:{key[1]} already failed ({prior.cause or prior.error})",
+                                  remediation=prior.remediation), None
+        last_ms: list[float] = []
+
+        async def send() -> httpx.Response:
+            started = time.perf_counter()
+            try:
+                return await self.client.get(url, headers=headers, params=params)
+            finally:
+                last_ms.append(round((time.perf_counter() - started) * 1000, 1))
+
+        outcome = await send_with_retry(send, self.retry_policy, self.clock)
+        common = dict(path=path, url=url, host=key[0], attempts=outcome.attempts, waits_s=outcome.waits,
+                      stopped=outcome.stopped, ms=last_ms[-1] if last_ms else None)
+        if outcome.response is None:
+            assert outcome.error is not None
+            explained = await explain_failure(outcome.error, self.target.endpoint_for(*key), self.target.policy(),
+                                              self.target.diagnose_options(), self.diagnoser, self.diagnoses)
+            result = EndpointResult(ok=False, status=None, protocol=None, cipher=None, cause=explained.cause,
+                                    error=explained.error, summary=explained.summary,
+                                    remediation=explained.remediation, diagnosis=explained.diagnosis, **common)
+            if explained.cause not in (None, "ok"):
+                self.failed_hosts[key] = result
+            return result, None
+        response = outcome.response
+        protocol, cipher = tls_facts(response)
+        status = response.status_code
+        ok = 200 <= status < 300
+        error = None if ok else _HTTP_ERRORS.get(status, f"http_{status}")
+        summary = f"HTTP {status} over {protocol or 'TLS'}"
+        if status == 401:
+            summary = "HTTP 401: the token was refused (expired, revoked, or issued for another environment)"
+        elif status == 403:
+            summary = "HTTP 403: the OAuth client lacks the permission this endpoint needs"
+        elif not ok:
+            code = _body_code(response)
+            summary += f" ({code})" if code else ""
+        return EndpointResult(ok=ok, status=status, protocol=protocol, cipher=cipher, cause="ok", error=error,
+                              summary=summary, **common), response
+
+
+def _body_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return safe_code(body.get("code") or body.get("error")) if isinstance(body, dict) else None
+
+
+async def check_endpoints(target: Target, token: AccessToken, *, client: httpx.AsyncClient | None = None,
+                          api_base: str | None = None, retry_policy: RetryPolicy = RetryPolicy(),
+                          clock: Clock | None = None,
+                          diagnoser: Diagnoser | None = diagnose) -> tuple[EndpointResult, ...]:
+    """GET each of *target*'s endpoints with *token*; sequential, in the configured order.
+
+    Args:
+        target: the target; ``target.endpoint_paths`` are paths under the API base or https URLs.
+        token: from :func:`tasks.checks.oauth.check_token`.
+        client: from :func:`tasks.checks.http.client_for`; built (and closed) if None.
+        api_base: overrides the profile's (and skips NICE discovery).
+        retry_policy, clock, diagnoser: as for :func:`check_token`.
+
+    Returns:
+        One :class:`EndpointResult` per endpoint, preceded by the discovery request's
+        for NICE targets that discover their API base.
+    """
+    own_client = client is None
+    client = client or client_for(target)
+    run = _Run(target, client, retry_policy, clock, diagnoser)
+    results: list[EndpointResult] = []
+    try:
+        profile = target.profile()
+        base = api_base or profile.api_base
+        if base is None and profile.discovery_url:
+            discovery, base = await _discover(run, profile.discovery_url, target.tenant_id or token.tenant_id)
+            results.append(discovery)
+        headers = {"Authorization": token.authorization()}
+        for endpoint in target.endpoint_paths:
+            if base is None and not endpoint.startswith("https://"):
+                results.append(EndpointResult(path=endpoint, url="", host="", ok=False, status=None, ms=None,
+                                              protocol=None, cipher=None, cause=None, error="discovery_failed",
+                                              attempts=0, skipped=True,
+                                              summary="not attempted: the API base could not be discovered"))
+                continue
+            result, _ = await run.get(endpoint, endpoint_url(base or "", endpoint), headers)
+            results.append(result)
+    finally:
+        if own_client:
+            await client.aclose()
+    return tuple(results)
+
+
+async def _discover(run: _Run, discovery_url: str, tenant_id: str | None) -> tuple[EndpointResult, str | None]:
+    path = urlsplit(discovery_url).path
+    if not tenant_id:
+        return EndpointResult(path=path, url=discovery_url, host=host_port(discovery_url)[0], ok=False, status=None,
+                              ms=None, protocol=None, cipher=None, cause=None, error="tenant_id_unknown", attempts=0,
+                              skipped=True, summary="no tenant id: the id_token carried none; set tenant_id on the target"), None
+    result, response = await run.get(path, discovery_url, {}, params={"tenantId": tenant_id})
+    if response is None or not result.ok:
+        return result, None
+    try:
+        return result, api_base_from_discovery(response.json())
+    except (ValueError, DiscoveryError) as exc:
+        message = str(exc) if isinstance(exc, DiscoveryError) else "the discovery document is not JSON"
+        return EndpointResult(**{**_fields(result), "ok": False, "error": "discovery_invalid", "summary": message}), None
+
+
+def _fields(result: EndpointResult) -> dict[str, Any]:
+    return {name: getattr(result, name) for name in EndpointResult.__dataclass_fields__}
+
+
+async def run_http_checks(target: Target, *, env: Mapping[str, str] | None = None,
+                          client: httpx.AsyncClient | None = None, retry_policy: RetryPolicy = RetryPolicy(),
+                          clock: Clock | None = None, diagnoser: Diagnoser | None = diagnose) -> HttpChecks:
+    """The token smoke test, then (if it passed) the endpoint checks, on one client.
+
+    The token never leaves this call: use it from one task so it is never persisted.
+    """
+    own_client = client is None
+    client = client or client_for(target)
+    try:
+        token_check = await check_token(target, client=client, env=env, retry_policy=retry_policy, clock=clock,
+                                        diagnoser=diagnoser)
+        if token_check.token is None:
+            return HttpChecks(token_check.result)
+        endpoints = await check_endpoints(target, token_check.token, client=client, retry_policy=retry_policy,
+                                          clock=clock, diagnoser=diagnoser)
+        return HttpChecks(token_check.result, endpoints)
+    finally:
+        if own_client:
+            await client.aclose()

@@ -1,0 +1,217 @@
+"""The one way this package builds an HTTP client: verified TLS from the target's policy.
+
+* The SSL context is the :class:`~tasks.tls.policy.TLSPolicy`'s verifying context
+  (CERT_REQUIRED, hostname checked). Nothing here can switch verification off,
+  so credentials never travel over an unverified connection (contract §3).
+* ``resolve`` (curl's ``--resolve``) changes only the address dialled: the URL,
+  the Host header, the SNI and the certificate name check stay on the real host.
+* An ``sni`` override changes only the name sent in the ClientHello; the chain is
+  still verified and the leaf is still checked against the *real* host name
+  before the connection is handed back (so before any byte of a request).
+* Timeouts on connect, read, write and pool; ``retries=0`` — no transport retry,
+  because httpcore's connect retries would silently retry a TLS handshake
+  failure (style.md). Retries happen only in :mod:`tasks.checks.retry`.
+* ``trust_env=False``: no proxy, ``.netrc`` credentials or ``SSL_CERT_FILE`` from
+  the environment sneak into a health check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import typing
+from typing import Mapping
+
+import httpcore
+import httpx
+
+from tasks.tls.policy import TLSPolicy, _build_context
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from tasks.targets import Target
+
+USER_AGENT = "cxhealth/0.1"
+# httpcore sets ALPN on the context it is given (connection.py); a context built
+# for exactly that ALPN keeps the policy's other cached contexts untouched.
+_HTTP1_ALPN = ("http/1.1",)
+
+
+def tls_facts(response: httpx.Response) -> tuple[str | None, str | None]:
+    """(protocol, cipher) of the connection that carried *response*, e.g. ("TLSv1.3", "TLS_AES_256_GCM_SHA384")."""
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is None:
+        return None, None
+    cipher = ssl_object.cipher()
+    return ssl_object.version(), cipher[0] if cipher else None
+
+
+def hostname_matches(cert: Mapping[str, typing.Any], hostname: str) -> bool:
+    """RFC 6125 check of a verified peer cert (``getpeercert()`` form) against *hostname*.
+
+    SAN only (no CN fallback, as OpenSSL's check in Python); a wildcard only as the
+    whole left-most label, matching exactly one label. Used for SNI overrides,
+    where OpenSSL checks the SNI name and we must check the real one.
+    """
+    sans = cert.get("subjectAltName", ())
+    host = hostname.rstrip(".").lower()
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    for kind, value in sans:
+        if ip is not None:
+            if kind == "IP Address":
+                try:
+                    if ipaddress.ip_address(value.strip()) == ip:
+                        return True
+                except ValueError:
+                    continue
+            continue
+        if kind != "DNS":
+            continue
+        pattern = value.rstrip(".").lower()
+        if pattern == host:
+            return True
+        if pattern.startswith("*.") and "*" not in pattern[2:] and pattern.count(".") >= 2:
+            head, _, rest = host.partition(".")
+            if head and rest == pattern[2:]:
+                return True
+    return False
+
+
+class _SNIOverrideStream(httpcore.AsyncNetworkStream):
+    """A TCP stream whose TLS upgrade sends another SNI but checks the real host name."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, host: str, sni: str,
+                 sni_context: ssl.SSLContext) -> None:
+        self._inner = inner
+        self._host = host
+        self._sni = sni
+        self._sni_context = sni_context
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        # The chain is verified by OpenSSL (CERT_REQUIRED); only its name check is
+        # moved here, because OpenSSL would check the SNI name, not the real host.
+        stream = await self._inner.start_tls(self._sni_context, self._sni, timeout)
+        ssl_object = stream.get_extra_info("ssl_object")
+        cert = ssl_object.getpeercert() if ssl_object is not None else None
+        if not cert or not hostname_matches(cert, self._host):
+            await stream.aclose()
+            raise httpcore.ConnectError(
+                f"certificate verify failed: the certificate does not cover {self._host} "
+                f"(SNI override {self._sni})")
+        return stream
+
+
+class RoutingBackend(httpcore.AsyncNetworkBackend):
+    """Dial ``resolve`` addresses instead of resolving host names; apply an SNI override.
+
+    Everything above the TCP connect (Host header, SNI, certificate check) keeps
+    using the URL's host, as curl's ``--resolve`` does.
+    """
+
+    def __init__(self, routes: Mapping[tuple[str, int], str] | None = None, *, sni: str | None = None,
+                 sni_context: ssl.SSLContext | None = None,
+                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._routes = {(h.lower(), p): a for (h, p), a in (routes or {}).items()}
+        self._sni = sni
+        self._sni_context = sni_context
+        self._inner = inner or httpcore.AnyIOBackend()
+        self.dialled: list[tuple[str, int, str]] = []  # (host, port, address): what was really dialled
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.AsyncNetworkStream:
+        address = self._routes.get((host.lower(), port), host)
+        self.dialled.append((host, port, address))
+        stream = await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                               socket_options=socket_options)
+        if self._sni and self._sni_context is not None:
+            return _SNIOverrideStream(stream, host, self._sni, self._sni_context)
+        return stream
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class VerifiedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a pool that uses :class:`RoutingBackend`.
+
+    httpx 0.28 takes no ``network_backend``; the pool is rebuilt with the same
+    settings plus the backend (``_pool`` is what ``handle_async_request`` uses).
+    ``retries`` is fixed at 0.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext, backend: RoutingBackend,
+                 limits: httpx.Limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)) -> None:
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits, retries=0)
+        self.backend = backend
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=backend,
+        )
+
+
+def client_timeout(seconds: float, read: float | None = None) -> httpx.Timeout:
+    """Explicit connect/read/write/pool timeouts (an unset one would hang forever)."""
+    return httpx.Timeout(connect=seconds, read=read if read is not None else seconds, write=seconds, pool=seconds)
+
+
+def build_client(policy: TLSPolicy, *, resolve: Mapping[tuple[str, int], str] | None = None,
+                 sni: str | None = None, timeout: httpx.Timeout | float | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose every connection uses *policy*'s verifying context.
+
+    Args:
+        policy: the client TLS policy (versions, ciphers, trust store, client cert).
+        resolve: ``{(host, port): address}`` to dial instead of resolving *host*.
+        sni: a name to send as SNI instead of each URL's host (still verified against the host).
+        timeout: seconds (all four phases) or an ``httpx.Timeout``; default ``policy.timeout``.
+        transport: only for pure HTTP-shape tests (``httpx.MockTransport``).
+
+    Redirects are not followed (a token or secret is never carried to another URL).
+    """
+    if transport is None:
+        sni_context = None
+        if sni:
+            # A fresh (uncached) context: the shared cached one must keep check_hostname on.
+            sni_context = _build_context.__wrapped__(policy, _HTTP1_ALPN)
+            sni_context.check_hostname = False  # the real-host check is done in _SNIOverrideStream
+            assert sni_context.verify_mode == ssl.CERT_REQUIRED
+        backend = RoutingBackend(resolve, sni=sni, sni_context=sni_context)
+        transport = VerifiedTransport(policy.ssl_context(alpn=_HTTP1_ALPN), backend)
+    if not isinstance(timeout, httpx.Timeout):
+        timeout = client_timeout(float(timeout if timeout is not None else policy.timeout))
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,
+                             headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
+
+
+def client_for(target: "Target", *, timeout: httpx.Timeout | float | None = None,
+               transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """:func:`build_client` with the target's policy, ``resolve`` and ``sni``."""
+    return build_client(target.policy(), resolve=target.resolve_map, sni=target.sni,
+                        timeout=timeout, transport=transport)

@@ -18,6 +18,7 @@ import hashlib
 import ipaddress
 import os
 import ssl
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,7 +49,7 @@ def not_after(cert: x509.Certificate) -> datetime:
 
 def name_text(name: x509.Name) -> str:
     """RFC 4514 text, most specific first (``CN=..,O=..``) as users expect."""
-    return name.rfc4514_string()
+    return name.rfc4514_string() or "(empty subject)"
 
 
 def spki_pin(cert: x509.Certificate) -> str:
@@ -101,8 +102,8 @@ def signature_hash(cert: x509.Certificate) -> str | None:
 
 def cert_info(cert: x509.Certificate) -> CertInfo:
     return CertInfo(
-        subject=name_text(cert.subject),
-        issuer=name_text(cert.issuer),
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
         not_before=not_before(cert).isoformat(),
         not_after=not_after(cert).isoformat(),
         san=sans(cert),
@@ -137,6 +138,14 @@ def parse_any(data: bytes) -> list[x509.Certificate]:
 
 
 def _load_pem_lenient(data: bytes) -> list[x509.Certificate]:
+    with warnings.catch_warnings():
+        # System bundles carry a few legacy roots (e.g. non-positive serials) that
+        # cryptography warns about on stderr; they are still usable anchors.
+        warnings.simplefilter("ignore")
+        return _load_pem_quiet(data)
+
+
+def _load_pem_quiet(data: bytes) -> list[x509.Certificate]:
     try:
         return x509.load_pem_x509_certificates(data)
     except ValueError:

@@ -63,7 +63,15 @@ def _when(dt: datetime, now: datetime) -> str:
 
 
 def _cn(cert: x509.Certificate) -> str:
-    return ch.common_name(cert.subject) or ch.name_text(cert.subject)
+    """A name a person recognises: the CN, else the first SAN (modern leaves
+    often have an empty subject), else the subject text."""
+    cn = ch.common_name(cert.subject)
+    if cn:
+        return cn
+    names = ch.sans(cert)
+    if names:
+        return names[0].split(":", 1)[1]
+    return ch.name_text(cert.subject) or f"serial {cert.serial_number:x}"
 
 
 # --- connection-level failures ---------------------------------------------------

@@ -1,0 +1,45 @@
+"""Shared fixtures: the TLS lab (one per session) and the services rule.
+
+Like httpx's suite, an autouse fixture strips the environment variables that
+would silently change which trust store a test's client uses.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+_TRUST_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@pytest.fixture(autouse=True)
+def _clean_trust_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _TRUST_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def tls_lab():
+    from lab.tls_lab import TLSLab
+
+    with TLSLab() as lab:
+        yield lab
+
+
+def services_required() -> bool:
+    return os.environ.get("CXHEALTH_REQUIRE_SERVICES") == "1"
+
+
+def need_service(name: str, host: str, port: int) -> None:
+    """Skip with a reason when a local service is absent; fail instead in CI
+    (`.ci/run` sets CXHEALTH_REQUIRE_SERVICES=1)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return
+    except OSError as exc:
+        message = f"{name} not reachable at {host}:{port} ({exc})"
+        if services_required():
+            pytest.fail(message + " and CXHEALTH_REQUIRE_SERVICES=1", pytrace=False)
+        pytest.skip(message)

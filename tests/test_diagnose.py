@@ -1,0 +1,245 @@
+"""`cxhealth diagnose` against the lab: every cause and warning, with evidence.
+
+Given a lab scenario, when cxhealth diagnoses it with the arguments a user
+would pass, then the cause, the evidence and the remediation are the ones the
+scenario simulates. (tests/test_lab_scenarios.py proves the naive client fails.)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+
+from flows.cli import main
+from tasks.tls import Cause, WarningCode
+
+CONTRACT_KEYS = {"target", "ok", "cause", "summary", "remediation", "protocol", "cipher", "handshake_ms",
+                 "chain", "warnings", "evidence"}
+CHAIN_KEYS = {"subject", "issuer", "not_before", "not_after", "san", "sha256", "is_ca"}
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def diagnose_json(scenario, *extra: str) -> tuple[int, dict]:
+    code, out, err = run_cli("diagnose", scenario.target, *scenario.diagnose_args, "--json", *extra)
+    assert err == "", err
+    return code, json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def results(tls_lab):
+    """Every scenario diagnosed once, in one concurrent CLI call per scenario."""
+    out = {}
+    for name, scenario in tls_lab.scenarios.items():
+        extra = ("--timeout", "1") if name in ("tcp_timeout", "handshake_timeout") else ()
+        start = time.perf_counter()
+        code, doc = diagnose_json(scenario, *extra)
+        out[name] = (code, doc, time.perf_counter() - start)
+    return out
+
+
+def test_every_contract_cause_and_warning_has_a_scenario(tls_lab):
+    causes = {s.cause for s in tls_lab.scenarios.values()}
+    warnings = {w for s in tls_lab.scenarios.values() for w in s.warnings}
+    assert causes == {c.value for c in Cause}
+    assert {"cert_expiring_soon", "proxy_interception", "tls12_only_policy", "weak_signature"} <= warnings
+
+
+def test_each_scenario_is_diagnosed_with_its_cause_and_warnings(tls_lab, results):
+    wrong = {}
+    for name, scenario in tls_lab.scenarios.items():
+        code, doc, _ = results[name]
+        got_warnings = {w["code"] for w in doc["warnings"]}
+        if doc["cause"] != scenario.cause or not set(scenario.warnings) <= got_warnings:
+            wrong[name] = (doc["cause"], sorted(got_warnings), doc["summary"])
+        assert code == (0 if scenario.cause == "ok" else 1), name
+        assert doc["ok"] is (scenario.cause == "ok")
+    assert wrong == {}
+
+
+def test_json_has_the_contract_keys(results):
+    for name, (_, doc, _) in results.items():
+        assert CONTRACT_KEYS <= doc.keys(), name
+        assert {"host", "port", "sni", "address"} <= doc["target"].keys()
+        for cert in doc["chain"]:
+            assert CHAIN_KEYS <= cert.keys(), name
+        for w in doc["warnings"]:
+            assert set(w) == {"code", "message"}
+        assert isinstance(doc["remediation"], list)
+        if doc["cause"] != "ok":
+            assert doc["remediation"], f"{name}: a failure must say what to do"
+            assert doc["summary"]
+
+
+def test_failing_diagnoses_stay_within_five_handshakes_and_three_timeouts(tls_lab, results):
+    for name, (_, doc, elapsed) in results.items():
+        assert doc["evidence"]["handshakes"] <= 5, name
+    # The two scenarios that wait for a timeout: bounded by 3 x --timeout (1 s) plus process noise.
+    for name in ("tcp_timeout", "handshake_timeout"):
+        assert results[name][2] < 3 * 1 + 1.5, name
+
+
+def test_healthy_endpoint_reports_protocol_cipher_chain_and_timings(tls_lab, results):
+    _, doc, _ = results["healthy"]
+    assert doc["protocol"] == "TLSv1.3"
+    assert doc["cipher"].startswith("TLS_")
+    assert doc["handshake_ms"] > 0
+    assert doc["target"]["address"] == "127.0.0.1"
+    assert doc["target"]["sni"] == tls_lab.scenarios["healthy"].host
+    leaf, issuer = doc["chain"][0], doc["chain"][1]
+    assert f"DNS:{tls_lab.scenarios['healthy'].host}" in leaf["san"]
+    assert leaf["is_ca"] is False and issuer["is_ca"] is True
+    assert leaf["issuer"] == issuer["subject"]
+    assert len(leaf["sha256"]) == 64
+    probe = doc["evidence"]["probes"][0]
+    assert probe["connect_ms"] >= 0 and probe["handshake_ms"] > 0
+    assert doc["warnings"] == []
+
+
+def test_expired_leaf_names_the_certificate_and_verify_code(results):
+    _, doc, _ = results["cert_expired"]
+    assert doc["evidence"]["verify_code"] == 10
+    leaf_name = doc["chain"][0]["san"][0].split(":", 1)[1]
+    assert "expired" in doc["summary"] and leaf_name in doc["summary"]
+    assert doc["chain"], "the chain is captured by the explain-only probe"
+
+
+def test_incomplete_chain_is_completed_through_aia_once(tls_lab):
+    scenario = tls_lab.scenarios["incomplete_chain"]
+    before = int(scenario.aia_fetches)
+    _, doc = diagnose_json(scenario)
+    assert doc["cause"] == "incomplete_chain"
+    assert int(scenario.aia_fetches) - before == 1
+    assert doc["evidence"]["aia"][0]["ok"] is True
+    assert len(doc["chain"]) == 1, "the server sent only its leaf"
+    assert any("intermediate" in step for step in doc["remediation"])
+
+
+def test_no_aia_fetches_nothing_and_still_names_the_missing_intermediate(tls_lab):
+    scenario = tls_lab.scenarios["incomplete_chain"]
+    before = int(scenario.aia_fetches)
+    _, doc = diagnose_json(scenario, "--no-aia")
+    assert int(scenario.aia_fetches) == before
+    assert doc["cause"] == "incomplete_chain"
+    assert doc["evidence"]["aia"] == "disabled (--no-aia)"
+
+
+def test_code_20_causes_are_told_apart_by_the_stores(results):
+    stale = results["stale_trust_store"][1]["evidence"]
+    assert stale["verify_code"] == 20
+    assert stale["reference_store"]["complete"] is True and stale["client_store"]["complete"] is False
+    private = results["untrusted_root"][1]["evidence"]
+    assert private["reference_store"]["complete"] is False and private["client_store"]["complete"] is False
+    intercepted = results["proxy_interception"][1]
+    assert "Zscaler" in intercepted["summary"]
+    assert any("inspection" in step for step in intercepted["remediation"])
+
+
+def test_handshake_failures_are_explained_by_one_change_per_probe(results):
+    version = results["protocol_version_mismatch"][1]
+    assert version["evidence"]["server_version"] == "TLSv1.3"
+    assert any("TLS 1.3" in step for step in version["remediation"])
+    cipher = results["cipher_mismatch"][1]
+    assert cipher["evidence"]["server_cipher"]
+    assert [p["probe"] for p in cipher["evidence"]["probes"] if p["ok"]] == ["any_cipher"]
+    sni = results["sni_required"][1]
+    assert sni["target"]["sni"] is None
+    assert sni["evidence"]["sni_probe"] == "accepted"
+    not_tls = results["not_tls"][1]
+    assert not_tls["evidence"]["reason"] == "WRONG_VERSION_NUMBER"
+    reset = results["connection_reset"][1]
+    assert reset["evidence"]["error_kind"] == "reset"
+
+
+def test_tls13_client_certificate_demand_is_seen_after_the_handshake(results):
+    doc = results["client_cert_required"][1]
+    assert doc["cause"] == "client_cert_required"
+    assert doc["evidence"]["probes"][0]["protocol"] == "TLSv1.3"
+    tls12 = results["client_cert_required_tls12"][1]
+    assert any(p["probe"] == "dummy_client_cert" for p in tls12["evidence"]["probes"])
+
+
+def test_many_targets_print_json_lines_in_input_order_and_exit_with_the_worst(tls_lab, tmp_path):
+    names = ["healthy", "cert_expired", "warn_tls12_only_policy"]
+    lab = tls_lab.scenarios
+    file = tmp_path / "targets.txt"
+    file.write_text("# comment\n" + "\n".join(lab[n].target for n in names[:2]) + "\n")
+    resolve = [a for n in names[:2] for a in ("--resolve", f"{lab[n].host}:{lab[n].port}:127.0.0.1")]
+    code, out, _ = run_cli("diagnose", "--from", str(file), *resolve, "--ca-bundle", str(tls_lab.client_store),
+                           "--json", "--concurrency", "2")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d["target"]["port"] for d in docs] == [lab[n].port for n in names[:2]]
+    assert [d["cause"] for d in docs] == ["ok", "cert_expired"]
+    assert code == 1
+
+
+def test_human_report_says_what_why_and_what_to_do_with_a_chain_tree(tls_lab):
+    scenario = tls_lab.scenarios["cert_expired"]
+    code, out, _ = run_cli("diagnose", scenario.target, *scenario.diagnose_args)
+    assert code == 1
+    assert "cert_expired" in out and "What to do:" in out and "Chain as sent" in out and "EXPIRED" in out
+    assert "`- " in out  # the issuer is drawn under the leaf
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["https://"], "not https://HOST"),
+    (["https://example.com:99999"], "port"),
+    (["https://example.com:0"], "out of range"),
+    (["ftp://example.com"], "only https://"),
+    (["example.com", "--pin", "sha256/not-base64!"], "--pin"),
+    (["example.com", "--pin", "md5/AAAA"], "--pin"),
+    (["example.com", "--pin", "sha256/AAAA"], "32"),
+    (["example.com", "--ca-bundle", "/nonexistent/ca.pem"], "no such file"),
+    (["example.com", "--ca-bundle", "/etc/hostname"], "not a PEM"),
+    (["example.com", "--reference-ca-bundle", "/"], "directory"),
+    (["example.com", "--resolve", "example.com:443"], "HOST:PORT:ADDR"),
+    (["example.com", "--resolve", "example.com:443:not-an-ip"], "not an IP"),
+    (["example.com", "--tls-min", "1.3", "--tls-max", "1.2"], "above"),
+    (["example.com", "--tls-max", "2.0"], "unknown TLS version"),
+    (["example.com", "--ciphers", "NOPE-NOTHING"], "cipher"),
+    (["example.com", "--timeout", "0"], "--timeout"),
+    (["example.com", "--timeout", "abc"], "invalid float"),
+    (["--from", "/nonexistent/targets.txt"], "no such file"),
+    ([], "no TARGET"),
+    (["example.com", "--sni", "a", "--no-sni"], "not allowed"),
+])
+def test_bad_input_is_one_line_exit_2_no_traceback(argv, needle):
+    code, out, err = run_cli("diagnose", *argv)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert needle in err
+
+
+def test_a_client_key_without_cert_is_refused(tls_lab):
+    code, _, err = run_cli("diagnose", "example.com", "--client-key", str(tls_lab.client_key))
+    assert code == 2 and "--client-key needs --client-cert" in err
+
+
+def test_diagnose_does_not_import_prefect(tls_lab):
+    import subprocess
+    import sys
+
+    scenario = tls_lab.scenarios["healthy"]
+    code = ("import sys, flows.cli as c; rc = c.main(['diagnose', %r, *%r, '--json']);"
+            "print('PREFECT' if 'prefect' in sys.modules else 'CLEAN'); sys.exit(rc)") % (
+        scenario.target, list(scenario.diagnose_args))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("CLEAN")
+    assert "httpx" not in proc.stdout
+
+
+def test_warnings_are_enumerated_codes():
+    assert {w.value for w in WarningCode} >= {"cert_expiring_soon", "proxy_interception", "tls12_only_policy",
+                                              "weak_signature"}

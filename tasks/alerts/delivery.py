@@ -92,6 +92,11 @@ class DeliveryOutcome:
         return f"{self.code} ({hint})" if hint else self.code
 
 
+def _is_error_code(text: str) -> bool:
+    """Slack error codes are short snake_case words; anything else is a body, not a code."""
+    return 0 < len(text) <= 64 and all(c.islower() or c.isdigit() or c == "_" for c in text)
+
+
 def classify_slack_error(code: str | None, http_status: int | None) -> str:
     """The one place a Slack answer becomes an outbox decision."""
     if http_status == 429 or code in ("ratelimited", "rate_limited"):
@@ -238,7 +243,9 @@ class BotDelivery:
         try:
             response = fn()
         except SlackApiError as exc:
-            code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            raw = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            # A non-JSON answer (an HTML 500 page) arrives as a long "error" text: not a code.
+            code = raw if isinstance(raw, str) and _is_error_code(raw) else None
             status = exc.response.status_code
             return DeliveryOutcome(classify_slack_error(code, status), code or f"http_{status}")
         except (SlackClientError, OSError, ValueError) as exc:  # URLError, timeouts, resets, bad JSON
@@ -309,5 +316,5 @@ class WebhookDelivery:
         if response.status_code == 200:
             return DeliveryOutcome("delivered", "ok")
         code = (response.body or "").strip()
-        code = code if code.replace("_", "").isalnum() and len(code) < 64 else ""
+        code = code if _is_error_code(code) else ""
         return DeliveryOutcome(classify_slack_error(code or None, response.status_code), code or f"http_{response.status_code}")

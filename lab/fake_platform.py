@@ -92,6 +92,7 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     tls_version: str | None
+    sni: str | None = None   # the server name the client sent in its ClientHello
 
     @property
     def form(self) -> dict[str, str]:
@@ -189,6 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
             server=self.server.label, method=self.command, host=host, path=parts.path,
             query=parse_qs(parts.query), headers={k.lower(): v for k, v in self.headers.items()},
             body=body, tls_version=self.connection.version() if isinstance(self.connection, ssl.SSLSocket) else None,
+            sni=getattr(self.connection, "lab_sni", None),
         )
         reply = self.server.platform._handle(request)
         if reply.delay_s:
@@ -261,6 +263,7 @@ class FakePlatform:
         tls13.minimum_version = tls13.maximum_version = ssl.TLSVersion.TLSv1_3
         tls13.load_cert_chain(files.chain, files.key)
         for label, ctx in (("main", main), ("tls13", tls13)):
+            ctx.sni_callback = _remember_sni
             server = _Server(self, label, ctx)
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                       name=f"fake-platform-{label}", daemon=True)
@@ -555,6 +558,10 @@ class FakePlatform:
         page_count = max(1, -(-len(rows) // size))
         return Reply(200, body={"entities": chunk, "pageNumber": page, "pageSize": size, "pageCount": page_count,
                                 "total": len(rows)})
+
+
+def _remember_sni(ssl_socket: ssl.SSLSocket, server_name: str | None, context: ssl.SSLContext) -> None:
+    ssl_socket.lab_sni = server_name  # type: ignore[attr-defined]  # read back per request
 
 
 def _b64url(data: bytes) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import httpx
 
+from tasks.checks.http import RealHostnameMismatch
 from tasks.tls.engine import DiagnoseOptions, diagnose
 from tasks.tls.model import Diagnosis, Endpoint
 from tasks.tls.policy import TLSPolicy
@@ -61,6 +62,15 @@ async def explain_failure(exc: BaseException, endpoint: Endpoint, policy: TLSPol
                           cache: dict[tuple[str, int], Diagnosis] | None = None) -> FailureExplanation:
     """Diagnose the host a request failed to reach (once per host when *cache* is shared)."""
     code = error_code(exc)
+    if isinstance(exc.__cause__, RealHostnameMismatch):
+        # Our check, not OpenSSL's: the engine verifies against the SNI name and would call this healthy.
+        mismatch = exc.__cause__
+        return FailureExplanation(
+            error=code, cause="hostname_mismatch",
+            summary=f"With SNI {mismatch.sni!r} the server's verified certificate does not cover the real host "
+                    f"{mismatch.host!r}; nothing was sent.",
+            remediation=(f"Remove the sni override, or set it to a name the certificate for {mismatch.host} covers.",
+                         "Check that the resolve override points at the right server for this host."))
     if not isinstance(exc, _DIAGNOSED) or diagnoser is None:
         return FailureExplanation(error=code, cause=None,
                                   summary=f"the request to {endpoint.host}:{endpoint.port} failed: {code}")

@@ -80,6 +80,15 @@ def hostname_matches(cert: Mapping[str, typing.Any], hostname: str) -> bool:
     return False
 
 
+class RealHostnameMismatch(httpcore.ConnectError):
+    """With an SNI override, the verified certificate does not cover the URL's real host."""
+
+    def __init__(self, host: str, sni: str) -> None:
+        super().__init__(f"certificate verify failed: the certificate does not cover {host} (SNI override {sni})")
+        self.host = host
+        self.sni = sni
+
+
 class _SNIOverrideStream(httpcore.AsyncNetworkStream):
     """A TCP stream whose TLS upgrade sends another SNI but checks the real host name."""
 
@@ -111,9 +120,7 @@ class _SNIOverrideStream(httpcore.AsyncNetworkStream):
         cert = ssl_object.getpeercert() if ssl_object is not None else None
         if not cert or not hostname_matches(cert, self._host):
             await stream.aclose()
-            raise httpcore.ConnectError(
-                f"certificate verify failed: the certificate does not cover {self._host} "
-                f"(SNI override {self._sni})")
+            raise RealHostnameMismatch(self._host, self._sni)
         return stream
 
 

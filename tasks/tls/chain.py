@@ -47,6 +47,7 @@ def not_after(cert: x509.Certificate) -> datetime:
     return cert.not_valid_after_utc
 
 
+@functools.lru_cache(maxsize=4096)
 def name_text(name: x509.Name) -> str:
     """RFC 4514 text, most specific first (``CN=..,O=..``) as users expect."""
     return name.rfc4514_string() or "(empty subject)"
@@ -101,6 +102,11 @@ def signature_hash(cert: x509.Certificate) -> str | None:
 
 
 def cert_info(cert: x509.Certificate) -> CertInfo:
+    return _cert_info_cached(cert)
+
+
+@functools.lru_cache(maxsize=1024)  # endpoints behind one gateway share certificates
+def _cert_info_cached(cert: x509.Certificate) -> CertInfo:
     return CertInfo(
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
@@ -112,13 +118,24 @@ def cert_info(cert: x509.Certificate) -> CertInfo:
         self_issued=is_self_issued(cert),
         signature_hash=signature_hash(cert),
         spki_sha256_b64=spki_pin(cert),
-        serial=format(cert.serial_number, "x"),
+        serial=_serial_hex(cert),
         aia_ca_issuers=aia_ca_issuers(cert),
     )
 
 
+def _serial_hex(cert: x509.Certificate) -> str:
+    with warnings.catch_warnings():  # legacy roots with non-positive serials still deserve a report
+        warnings.simplefilter("ignore")
+        return format(cert.serial_number, "x")
+
+
 def parse_der_chain(ders: Iterable[bytes]) -> list[x509.Certificate]:
-    return [x509.load_der_x509_certificate(d) for d in ders]
+    return [_parse_der(d) for d in ders]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_der(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
 
 
 def parse_any(data: bytes) -> list[x509.Certificate]:

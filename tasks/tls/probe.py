@@ -221,8 +221,12 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
         handshake_ms = _ms(start)
         ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
         chain, verified = _chains(ssl_object)
-        facts = dict(connect_ms=connect_ms, handshake_ms=handshake_ms, protocol=ssl_object.version(),
-                     cipher=(ssl_object.cipher() or (None,))[0],
+        cipher = ssl_object.cipher() or (None, None, None)
+        # version() is None once the connection has failed, which a TLS 1.3 server
+        # that rejects us after the handshake can do before we get here; the
+        # negotiated cipher tuple still names the version.
+        facts = dict(connect_ms=connect_ms, handshake_ms=handshake_ms,
+                     protocol=ssl_object.version() or cipher[1], cipher=cipher[0],
                      alpn=ssl_object.selected_alpn_protocol(), chain_der=chain,
                      verified_chain_der=verified, handshake_attempted=True)
         post = None

@@ -274,8 +274,11 @@ class CA:
         """
         key = generate_key(key_type)
         start, end = _window(not_before, not_after, days=90)
+        # The subject CN defaults to the first name, as public CAs do, so a chain
+        # reads well in a diagnosis; SANs are what clients actually check.
+        subject = _name(common_name or (dns_names[0] if dns_names else None), organization)
         builder = _leaf_extensions(
-            self._builder(_name(common_name, organization), key, start, end),
+            self._builder(subject, key, start, end), subject,
             dns_names, key, aia_ca_issuers_url, client,
         )
         cert = _sign(builder, self.key, hash_name)
@@ -326,7 +329,7 @@ def self_signed_leaf(
         .not_valid_after(end)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
-    cert = _sign(_leaf_extensions(builder, dns_names, key, None, False), key, hash_name)
+    cert = _sign(_leaf_extensions(builder, subject, dns_names, key, None, False), key, hash_name)
     return IssuedCert(cert=cert, key=key, issuers=())
 
 
@@ -392,7 +395,7 @@ def _ca_key_usage() -> x509.KeyUsage:
     )
 
 
-def _leaf_extensions(builder: x509.CertificateBuilder, dns_names: Sequence[str], key: PrivateKey,
+def _leaf_extensions(builder: x509.CertificateBuilder, subject: x509.Name, dns_names: Sequence[str], key: PrivateKey,
                      aia_url: str | None, client: bool) -> x509.CertificateBuilder:
     is_rsa = isinstance(key, rsa.RSAPrivateKey)
     builder = (
@@ -413,8 +416,10 @@ def _leaf_extensions(builder: x509.CertificateBuilder, dns_names: Sequence[str],
         )
     )
     if dns_names:
+        # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical, and
+        # OpenSSL's strict mode (Python 3.13's default context) rejects it otherwise.
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=len(subject) == 0
         )
     if aia_url:
         builder = builder.add_extension(

@@ -26,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import select
-import shutil
 import socket
 import ssl
 import struct
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -749,23 +749,49 @@ class TLSLab:
     def _backlogged_listener(self) -> socket.socket:
         """A listener that never accepts, with its accept queue already full.
 
-        Linux keeps ``backlog + 1`` completed connections for ``listen(0)``, and
-        once the queue is full it drops new SYNs (``tcp_abort_on_overflow`` 0):
-        the client's connect() retransmits until its timeout. Loopback only.
+        Linux queues ``backlog + 1`` completed connections for ``listen(0)``;
+        once the queue is full it drops new SYNs (``tcp_abort_on_overflow`` 0),
+        so a client's connect() retransmits its SYN until its own timeout.
+        Fullness is read from TCP_INFO (for a listener, ``tcpi_unacked`` is the
+        queue length and ``tcpi_sacked`` the backlog), not guessed from timing,
+        so a loaded machine cannot leave the queue with room. Loopback only.
         """
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind((LOOPBACK, 0))
         listener.listen(0)
         assert ipaddress.ip_address(listener.getsockname()[0]).is_loopback
-        port = listener.getsockname()[1]
-        for _ in range(8):  # fill until a connect stays pending
-            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            filler.setblocking(False)
-            filler.connect_ex((LOOPBACK, port))
-            _, writable, _ = select.select([], [filler], [], 0.05)
-            if writable and filler.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                self._raw_sockets.append(filler)
-                continue
-            filler.close()  # its SYN was dropped: the queue is full
-            break
+        address = listener.getsockname()
+        if not hasattr(socket, "TCP_INFO"):  # not Linux: fill until a connect stays pending
+            self._raw_sockets.extend(_fill_by_timing(address))
+            return listener
+        for _ in range(8):
+            if _accept_queue_is_full(listener):
+                return listener
+            self._raw_sockets.append(socket.create_connection(address, timeout=5))
+            deadline = time.monotonic() + 1.0
+            while not _accept_queue_is_full(listener) and time.monotonic() < deadline:
+                time.sleep(0.001)  # the child socket is queued by the kernel's softirq
+        if not _accept_queue_is_full(listener):
+            raise RuntimeError("could not fill the accept queue of the tcp_timeout listener")
         return listener
+
+
+def _fill_by_timing(address: tuple[str, int]) -> list[socket.socket]:
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        _, writable, _ = select.select([], [filler], [], 0.2)
+        if writable and filler.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+            fillers.append(filler)
+            continue
+        filler.close()  # its SYN was dropped: the queue is full
+        break
+    return fillers
+
+
+def _accept_queue_is_full(listener: socket.socket) -> bool:
+    info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    queued, backlog = struct.unpack_from("8B6I", info)[12:14]  # tcpi_unacked, tcpi_sacked
+    return queued > backlog

@@ -111,6 +111,13 @@ class Alerter:
             decisions += out
         return decisions
 
+    def _lease_s(self) -> float:
+        # The lease must outlive one entry's worst case (a file upload is three
+        # calls, each up to the timeout, plus the whole 429 budget), or a second
+        # drainer could start on the same entry.
+        s = self.settings
+        return max(s.lease_s, 4 * s.timeout_s * (1 + s.max_rate_limit_retries) + s.rate_limit_budget_s + 10)
+
     def flush(self) -> AlertReport:
         """Deliver the outbox (this run's alerts and any left from earlier runs)."""
         budget = RateLimitBudget(self.settings.rate_limit_budget_s)
@@ -127,7 +134,7 @@ class Alerter:
         )
         drained = OutboxDrainer(
             self.store, deliverer, mode=self.settings.mode, clock=self.clock,
-            lease_s=self.settings.lease_s, owner=self.owner,
+            lease_s=self._lease_s(), owner=self.owner,
         ).drain()
         errors = list(drained.transient) + list(drained.dropped)
         if budget.exhausted:

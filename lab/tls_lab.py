@@ -93,7 +93,8 @@ class Scenario:
     Attributes:
         name: scenario key in ``TLSLab.scenarios``.
         cause: the contract §1 cause code ``cxhealth diagnose`` must report.
-        warnings: the warning codes it must report (for healthy handshakes).
+        warnings: the warning codes it must report too (mostly on healthy
+            handshakes; ``tls12_only_policy`` goes with every ``--tls-max 1.2``).
         host, port: the TARGET; ``host`` is in the leaf's SANs unless the
             scenario is about that. Lab hosts do not resolve: see ``resolve``.
         address: where the server listens (``None`` for ``dns_failure``: there
@@ -353,7 +354,8 @@ class LabCAs:
     public: the root every client trusts (the simulated system store);
     public_issuing: its intermediate, issuing the healthy leaves;
     new_root / new_issuing: a newer public root, only in the reference store;
-    legacy_sha1_root: a public root whose self-signature is SHA-1 (in both stores);
+    legacy_sha1_root / legacy_issuing: a public root whose self-signature is
+        SHA-1 (in both stores), and its SHA-256 intermediate;
     private / private_issuing: a company CA nobody trusts;
     zscaler / zscaler_issuing: an inspection product's CA;
     corp_inspection / corp_inspection_issuing: a corporate inspection CA that is
@@ -388,6 +390,11 @@ class TLSLab:
 
     ``TLSLab(scenarios=False)`` starts no scenario servers (only the PKI and the
     loop), for benchmarks that need just ``healthy_fleet``.
+
+    Paths for tests that build their own clients: ``client_store`` (the
+    simulated system store), ``reference_store`` (the up-to-date public store),
+    ``client_cert``/``client_key`` (accepted by the mTLS servers),
+    ``mtls_client_ca``; the CA objects are in ``cas`` (:class:`LabCAs`).
     """
 
     def __init__(self, *, scenarios: bool = True) -> None:
@@ -606,7 +613,7 @@ class TLSLab:
         # A legacy SHA-1 root sits in both stores, as such roots still do in real ones.
         pki.write_bundle(self.client_store, [cas.public.cert, cas.legacy_sha1_root.cert])
         pki.write_bundle(self.reference_store, [cas.public.cert, cas.new_root.cert, cas.legacy_sha1_root.cert])
-        self.client_ca_bundle = pki.write_bundle(self.directory / "client" / "client-ca.pem", [cas.client.cert])
+        self.mtls_client_ca = pki.write_bundle(self.directory / "client" / "client-ca.pem", [cas.client.cert])
         client = cas.client.issue_leaf([f"client.{DOMAIN}"], common_name="cxhealth lab client", client=True)
         client.write(self.directory / "client", "client")
 
@@ -651,7 +658,7 @@ class TLSLab:
         tls("healthy", "ok", "a verified leaf + intermediate from the public root, TLS 1.2-1.3",
             public_leaf("healthy"))
         tls("mtls_ok", "ok", "an mTLS endpoint, and the client presents the certificate it wants",
-            public_leaf("mtls_ok"), server={"client_ca": self.client_ca_bundle},
+            public_leaf("mtls_ok"), server={"client_ca": self.mtls_client_ca},
             client_cert=str(self.client_cert), client_key=str(self.client_key))
 
         # ---- network ----------------------------------------------------------
@@ -677,7 +684,7 @@ class TLSLab:
         tls("protocol_version_mismatch", "protocol_version_mismatch",
             "a TLS 1.3-only gateway; the client is capped at TLS 1.2",
             public_leaf("protocol_version_mismatch"), server={"tls_min": ssl.TLSVersion.TLSv1_3},
-            tls_max="1.2", warnings=())
+            tls_max="1.2", warnings=("tls12_only_policy",))  # the contract warns on the cap itself
         tls("cipher_mismatch", "cipher_mismatch",
             "TLS 1.2 only, RSA key exchange only (AES128-GCM-SHA256): nothing shared with ECDHE-only clients",
             public_leaf("cipher_mismatch", key_type="rsa"),
@@ -687,11 +694,11 @@ class TLSLab:
             public_leaf("sni_required"), server={"sni_host": host_of("sni_required")}, send_sni=False)
         tls("client_cert_required", "client_cert_required",
             "TLS 1.3 mTLS: the handshake completes, the first read fails with certificate_required",
-            public_leaf("client_cert_required"), server={"client_ca": self.client_ca_bundle})
+            public_leaf("client_cert_required"), server={"client_ca": self.mtls_client_ca})
         tls("client_cert_required_tls12", "client_cert_required",
             "TLS 1.2 mTLS: the server fails the handshake when no client certificate comes",
             public_leaf("client_cert_required_tls12"),
-            server={"client_ca": self.client_ca_bundle, "tls_max": ssl.TLSVersion.TLSv1_2})
+            server={"client_ca": self.mtls_client_ca, "tls_max": ssl.TLSVersion.TLSv1_2})
 
         # ---- certificates -------------------------------------------------------
         tls("cert_expired", "cert_expired", "the leaf expired 10 days ago",

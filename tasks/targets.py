@@ -428,7 +428,8 @@ def _check_keys(table: Mapping[str, Any], source: str, where: str) -> None:
                 f"{source}: {where}: {key}: secrets are never written inline; put the value in an "
                 f"environment variable and name it with {_INLINE_SECRET_KEYS[key]}")
         if key not in _TARGET_KEYS:
-            raise TargetConfigError(f"{source}: {where}: unknown key {key!r}; valid keys: {', '.join(sorted(_TARGET_KEYS))}")
+            raise TargetConfigError(
+                f"{source}: {where}: unknown key {key!r}; valid keys: {', '.join(sorted(_TARGET_KEYS))}")
 
 
 def _parse_slack(data: Mapping[str, Any], source: str) -> SlackSettings | None:
@@ -444,7 +445,8 @@ def _parse_slack(data: Mapping[str, Any], source: str) -> SlackSettings | None:
             raise TargetConfigError(f"{source}: [slack]: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
     for key in ("webhook_url_env", "bot_token_env"):
         if key in table and not (isinstance(table[key], str) and _ENV_NAME.match(table[key])):
-            raise TargetConfigError(f"{source}: [slack]: {key}: must be an environment variable name like SLACK_WEBHOOK_URL")
+            raise TargetConfigError(
+                f"{source}: [slack]: {key}: must be an environment variable name like SLACK_WEBHOOK_URL")
     if not table.get("webhook_url_env") and not (table.get("bot_token_env") and table.get("channel")):
         raise TargetConfigError(f"{source}: [slack]: set webhook_url_env, or bot_token_env and channel")
     if "api_base" in table and not (isinstance(table["api_base"], str)

@@ -100,7 +100,8 @@ class _Run:
             prior = self.failed_hosts[key]
             return EndpointResult(path=path, url=url, host=key[0], ok=False, status=None, ms=None, protocol=None,
                                   cipher=None, cause=prior.cause, error=prior.error, attempts=0, skipped=True,
-                                  summary=f"not attempted: {key[0]}:{key[1]} already failed ({prior.cause or prior.error})",
+                                  summary=f"not attempted: {key[0]}:{key[1]} already failed "
+                                          f"({prior.cause or prior.error})",
                                   remediation=prior.remediation), None
         last_ms: list[float] = []
 
@@ -197,7 +198,8 @@ async def _discover(run: _Run, discovery_url: str, tenant_id: str | None) -> tup
     if not tenant_id:
         return EndpointResult(path=path, url=discovery_url, host=host_port(discovery_url)[0], ok=False, status=None,
                               ms=None, protocol=None, cipher=None, cause=None, error="tenant_id_unknown", attempts=0,
-                              skipped=True, summary="no tenant id: the id_token carried none; set tenant_id on the target"), None
+                              skipped=True,
+                              summary="no tenant id: the id_token carried none; set tenant_id on the target"), None
     result, response = await run.get(path, discovery_url, {}, params={"tenantId": tenant_id})
     if response is None or not result.ok:
         return result, None
@@ -205,7 +207,8 @@ async def _discover(run: _Run, discovery_url: str, tenant_id: str | None) -> tup
         return result, api_base_from_discovery(response.json())
     except (ValueError, DiscoveryError) as exc:
         message = str(exc) if isinstance(exc, DiscoveryError) else "the discovery document is not JSON"
-        return EndpointResult(**{**_fields(result), "ok": False, "error": "discovery_invalid", "summary": message}), None
+        invalid = {**_fields(result), "ok": False, "error": "discovery_invalid", "summary": message}
+        return EndpointResult(**invalid), None
 
 
 def _fields(result: EndpointResult) -> dict[str, Any]:

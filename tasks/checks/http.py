@@ -152,7 +152,8 @@ class RoutingBackend(httpcore.AsyncNetworkBackend):
         return stream
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.AsyncNetworkStream:
+                                  socket_options: typing.Iterable[typing.Any] | None = None
+                                  ) -> httpcore.AsyncNetworkStream:
         return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
 
     async def sleep(self, seconds: float) -> None:

@@ -64,6 +64,7 @@ class OAuthResult:
     attempts: int
     url: str
     grant: str
+    host: str = ""                    # the token host (what a breaker keys on)
     waits_s: tuple[float, ...] = ()
     stopped: str | None = None
     error_description: str | None = None
@@ -80,7 +81,8 @@ class OAuthResult:
         return {
             "ok": self.ok, "status": self.status, "ms": self.ms, "error": self.error,
             "error_description": self.error_description, "attempts": self.attempts,
-            "waits_s": list(self.waits_s), "stopped": self.stopped, "url": self.url, "grant": self.grant,
+            "waits_s": list(self.waits_s), "stopped": self.stopped, "url": self.url, "host": self.host,
+            "grant": self.grant,
             "token_type": self.token_type, "expires_in": self.expires_in, "protocol": self.protocol,
             "cipher": self.cipher, "cause": self.cause, "summary": self.summary,
             "remediation": list(self.remediation), "diagnosis": self.diagnosis,
@@ -95,7 +97,8 @@ class TokenCheck:
     token: AccessToken | None = field(default=None, repr=False)
 
 
-def token_request_parts(target: Target, env: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str], list[str]]:
+def token_request_parts(target: Target, env: Mapping[str, str] | None = None
+                        ) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """(headers, form, secrets) of *target*'s token request; secrets resolved now, at use time.
 
     Raises:
@@ -151,8 +154,9 @@ async def check_token(target: Target, *, client: httpx.AsyncClient | None = None
     finally:
         if own_client:
             await client.aclose()
-    base = dict(url=profile.token_url, grant=profile.grant, attempts=outcome.attempts,
-                waits_s=outcome.waits, stopped=outcome.stopped, ms=last_ms[-1] if last_ms else None)
+    base = dict(url=profile.token_url, host=host_port(profile.token_url)[0], grant=profile.grant,
+                attempts=outcome.attempts, waits_s=outcome.waits, stopped=outcome.stopped,
+                ms=last_ms[-1] if last_ms else None)
     if outcome.response is None:
         assert outcome.error is not None
         explained = await explain_failure(outcome.error, target.endpoint_for(*host_port(profile.token_url)),
@@ -177,7 +181,8 @@ def _read_token_response(response: httpx.Response, secrets: list[str], base: dic
             code = safe_code(body.get("code"))  # Genesys 429: "too.many.requests.retry.after"
         description = None
         if isinstance(body, dict):
-            description = redact(body.get("error_description") or body.get("description") or body.get("message"), secrets)
+            text = body.get("error_description") or body.get("description") or body.get("message")
+            description = redact(text, secrets)
         return TokenCheck(OAuthResult(ok=False, error=code or f"http_{status}", error_description=description,
                                       summary=f"the token endpoint answered HTTP {status}"
                                               + (f" ({code})" if code else ""), **common))

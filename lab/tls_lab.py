@@ -37,6 +37,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
+from cryptography.hazmat.primitives import serialization
+
 from . import pki
 
 LOOPBACK = "127.0.0.1"
@@ -550,8 +552,6 @@ class TLSLab:
 
     def publish_aia(self, ca: pki.CA, name: str) -> str:
         """Serve ``ca``'s certificate (DER) at ``http://127.0.0.1:PORT/<name>.cer``."""
-        from cryptography.hazmat.primitives import serialization
-
         path = f"/{name}.cer"
         self._aia_files[path] = ca.cert.public_bytes(serialization.Encoding.DER)
         return f"http://{LOOPBACK}:{self.aia_port}{path}"

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from lab import pki
 from lab.cli import main as lab_main
@@ -152,6 +153,16 @@ def test_weak_signature_puts_a_sha1_signature_on_the_wire_and_still_verifies(lab
     hashes_sent = [x509.load_der_x509_certificate(der).signature_hash_algorithm.name for der in chain]
     assert "sha1" in hashes_sent
     assert response.startswith(b"HTTP/1.1 200")
+
+
+def test_sha1_resigning_makes_a_signature_that_really_verifies(lab: TLSLab) -> None:
+    # OpenSSL never checks a trust anchor's self-signature, so the lab tests
+    # would pass with a broken one: check it here, by hand.
+    root = lab.cas.legacy_sha1_root.cert
+    assert root.signature_hash_algorithm.name == "sha1"
+    root.public_key().verify(root.signature, root.tbs_certificate_bytes, padding.PKCS1v15(), hashes.SHA1())
+    ec_root = pki.CA.create_root("EC SHA-1", hash_name="sha1").cert
+    ec_root.public_key().verify(ec_root.signature, ec_root.tbs_certificate_bytes, ec.ECDSA(hashes.SHA1()))
 
 
 def test_only_the_expiring_soon_scenario_has_a_cert_within_14_days(lab: TLSLab) -> None:

@@ -43,3 +43,17 @@ def need_service(name: str, host: str, port: int) -> None:
         if services_required():
             pytest.fail(message + " and CXHEALTH_REQUIRE_SERVICES=1", pytrace=False)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One Prefect test harness for the whole session (entering it costs ~7 s),
+    with an isolated PREFECT_HOME so nothing lands in the real ~/.prefect."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ["PREFECT_HOME"] = str(home)
+    from prefect.settings import PREFECT_HOME, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings({PREFECT_HOME: str(home)}):
+        with prefect_test_harness(server_startup_timeout=90):
+            yield home

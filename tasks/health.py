@@ -1,0 +1,197 @@
+"""One target's health check, Prefect-free: breaker -> handshake -> token -> endpoints.
+
+The same steps run in-process (`cxhealth run`) and as Prefect tasks (flows/):
+the stage functions here are what the @task wrappers in tasks/handshake.py,
+tasks/oauth.py and tasks/endpoints.py call.
+
+Breaker rules (issue 4): every host is admitted before it is touched; only
+handshake failures count (one per failed check, however many probes its
+diagnosis used); HTTP statuses never count; a rejected stage opens no socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from tasks.breaker import Breaker, Decision, Transition
+from tasks.checks.endpoints import EndpointResult, check_endpoints
+from tasks.checks.http import client_for
+from tasks.checks.oauth import AccessToken, OAuthResult, check_token
+from tasks.targets import Target
+from tasks.tls import Diagnosis, diagnose
+
+STAGES = ("handshake", "oauth", "endpoints", "breaker_open")
+
+
+def transition_to_dict(t: Transition, target: str | None = None) -> dict[str, Any]:
+    return {"kind": str(t.kind), "host": t.host, "target": target,
+            "at": t.at.isoformat() if t.at else None,
+            "reopen_at": t.reopen_at.isoformat() if t.reopen_at else None,
+            "summary": t.summary, "trips": t.trips, "fallback": t.fallback}
+
+
+def breaker_view(decision: Decision | None) -> dict[str, Any]:
+    if decision is None:
+        return {"state": "closed", "reopen_at": None}
+    out: dict[str, Any] = {"state": str(decision.state),
+                           "reopen_at": decision.reopen_at.isoformat() if decision.reopen_at else None,
+                           "host": decision.host}
+    if decision.is_probe:
+        out["probe"] = True
+    if decision.fallback:
+        out["fallback"] = decision.fallback
+    if decision.override:
+        out["override"] = str(decision.override)
+    return out
+
+
+def failure_summary(diagnosis: Mapping[str, Any]) -> dict[str, Any]:
+    """What the breaker keeps about the failure that opened it (no secrets: a diagnosis has none)."""
+    return {"cause": diagnosis.get("cause"), "summary": diagnosis.get("summary"),
+            "remediation": list(diagnosis.get("remediation") or [])[:3]}
+
+
+@dataclass
+class TargetRun:
+    """The report of one target (contract §2) as it is being built."""
+
+    name: str
+    platform: str
+    stage: str | None = None
+    cause: str = "ok"
+    handshake: dict[str, Any] | None = None
+    oauth: dict[str, Any] | None = None
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    breaker: dict[str, Any] = field(default_factory=lambda: {"state": "closed", "reopen_at": None})
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    summary: str = ""
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    ms: float | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.stage is None
+
+    def fail(self, stage: str, cause: str, summary: str) -> None:
+        if self.stage is None:
+            self.stage, self.cause, self.summary = stage, cause, summary
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "platform": self.platform, "healthy": self.healthy, "stage": self.stage,
+                "cause": self.cause, "summary": self.summary or "healthy", "handshake": self.handshake,
+                "oauth": self.oauth, "endpoints": self.endpoints, "breaker": self.breaker,
+                "transitions": self.transitions, "started_at": self.started_at, "ms": self.ms}
+
+
+# --- the stages ------------------------------------------------------------------------
+
+def _rejected(run: TargetRun, decision: Decision, host: str) -> None:
+    last = decision.last_failure or {}
+    when = decision.reopen_at.isoformat(timespec="seconds") if decision.reopen_at else "when an operator clears it"
+    why = (f"the breaker for {host} is open (last failure: {last.get('cause', 'unknown')}); "
+           f"no connection was made; it lets one probe through at {when}")
+    run.breaker = breaker_view(decision)
+    run.breaker["last_failure"] = last or None
+    run.fail("breaker_open", str(last.get("cause") or "breaker_open"), why[0].upper() + why[1:])
+
+
+async def handshake_stage(target: Target, breaker: Breaker, run: TargetRun) -> bool:
+    """Diagnose the token host before any credential is sent. True when healthy."""
+    endpoint = target.endpoints_to_diagnose()[0]
+    decision = await asyncio.to_thread(breaker.admit, endpoint.host)
+    run.breaker = breaker_view(decision)
+    if not decision.admitted:
+        _rejected(run, decision, endpoint.host)
+        return False
+    diagnosis: Diagnosis = await diagnose(endpoint, target.policy(), target.diagnose_options())
+    doc = diagnosis.to_dict()
+    run.handshake = doc
+    if diagnosis.ok:
+        t = await asyncio.to_thread(breaker.record_success, endpoint.host, decision)
+    else:
+        t = await asyncio.to_thread(breaker.record_failure, endpoint.host, failure_summary(doc), decision)
+        run.fail("handshake", doc["cause"], f"{endpoint.host}:{endpoint.port}: {doc['summary']}")
+    if t is not None:
+        run.transitions.append(transition_to_dict(t, run.name))
+    if t is not None or not diagnosis.ok:
+        status = await asyncio.to_thread(breaker.status, endpoint.host)
+        run.breaker = {"state": str(status.state), "host": status.host,
+                       "reopen_at": status.reopen_at.isoformat() if status.reopen_at else None,
+                       "failures_in_window": status.failures_in_window}
+    return diagnosis.ok
+
+
+async def http_stages(target: Target, breaker: Breaker, run: TargetRun,
+                      env: Mapping[str, str] | None = None) -> None:
+    """Token smoke test, then endpoint checks, on one verified client: the token
+    never leaves this function (so it is never a task result Prefect could keep)."""
+    async with client_for(target) as client:
+        token_check = await check_token(target, client=client, env=env)
+        oauth: OAuthResult = token_check.result
+        run.oauth = _public_oauth(oauth)
+        if not oauth.ok or token_check.token is None:
+            cause = oauth.cause if oauth.cause not in (None, "ok") else (oauth.error or f"http_{oauth.status}")
+            run.fail("oauth", str(cause), f"token request to {oauth.host}: {oauth.summary or oauth.error or oauth.status}")
+            return
+        await endpoints_stage(target, breaker, run, token_check.token, client)
+
+
+async def endpoints_stage(target: Target, breaker: Breaker, run: TargetRun, token: AccessToken, client: Any) -> None:
+    hosts = {e.host for e in target.endpoints_to_diagnose()[1:]}
+    decisions: dict[str, Decision] = {}
+    for host in sorted(hosts):
+        decision = await asyncio.to_thread(breaker.admit, host)
+        decisions[host] = decision
+        if not decision.admitted:
+            _rejected(run, decision, host)
+            return
+    results: Sequence[EndpointResult] = await check_endpoints(target, token, client=client)
+    run.endpoints = [_public_endpoint(r) for r in results]
+    failed_hosts: dict[str, EndpointResult] = {}
+    for r in results:
+        if r.cause not in (None, "ok") and r.host not in failed_hosts:
+            failed_hosts[r.host] = r
+    for host, decision in decisions.items():
+        bad = failed_hosts.get(host)
+        if bad is not None:
+            t = await asyncio.to_thread(breaker.record_failure, host,
+                                        {"cause": bad.cause, "summary": bad.summary, "remediation": list(bad.remediation)[:3]},
+                                        decision)
+        else:
+            t = await asyncio.to_thread(breaker.record_success, host, decision)
+        if t is not None:
+            run.transitions.append(transition_to_dict(t, run.name))
+    first_bad = next((r for r in results if not r.ok), None)
+    if first_bad is not None:
+        cause = first_bad.cause if first_bad.cause not in (None, "ok") else (first_bad.error or f"http_{first_bad.status}")
+        run.fail("endpoints", str(cause), f"{first_bad.path} on {first_bad.host}: {first_bad.summary or first_bad.error or first_bad.status}")
+
+
+def _public_oauth(result: OAuthResult) -> dict[str, Any]:
+    return result.to_dict()
+
+
+def _public_endpoint(result: EndpointResult) -> dict[str, Any]:
+    return result.to_dict()
+
+
+async def check_target(target: Target, breaker: Breaker, env: Mapping[str, str] | None = None) -> TargetRun:
+    """The whole check of one target, in-process."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    run = TargetRun(name=target.name, platform=target.platform)
+    try:
+        if await handshake_stage(target, breaker, run):
+            await http_stages(target, breaker, run, env)
+    finally:
+        run.ms = round((loop.time() - start) * 1000, 1)
+    return run
+
+
+async def check_targets(targets: Sequence[Target], breaker: Breaker,
+                        env: Mapping[str, str] | None = None) -> list[TargetRun]:
+    """All targets concurrently; reports in input order."""
+    return list(await asyncio.gather(*(check_target(t, breaker, env) for t in targets)))

@@ -194,3 +194,10 @@ def test_resolve_and_resolved_root_payloads_validate() -> None:
     )
     update = P.build_update_message(sample_result(cause="breaker_open"), cause="cert_expired", occurrences=4)
     assert_valid_and_fits(update)
+
+
+def test_remediation_follows_the_failed_stage() -> None:
+    oauth = json.dumps(build_incident_message(sample_result(cause="oauth_failed")).to_dict())
+    assert "client_secret_env" in oauth and "Renew the certificate" not in oauth
+    endpoints = json.dumps(build_incident_message(sample_result(cause="endpoint_failed")).to_dict())
+    assert "scope" in endpoints and "Renew the certificate" not in endpoints

@@ -181,7 +181,7 @@ class IncidentPlanner:
             cause = next(iter(doc["open"]))
             fingerprint = f"{cause}|breaker_open|{breaker_state}"
         else:
-            fingerprint = f"{cause}|{P._summary_of(result, cause)}|{breaker_state}"
+            fingerprint = f"{cause}|{P.summarize(result, cause)}|{breaker_state}"
 
         # A different cause ends the old incident: a resolve that says why.
         for old in [c for c in doc["open"] if c != cause]:
@@ -190,7 +190,7 @@ class IncidentPlanner:
             decisions.append(Decision(target, old, "cause_changed", inc["id"]))
 
         if cause not in doc["open"]:
-            summary = P._summary_of(result, cause)
+            summary = P.summarize(result, cause)
             inc = self._open(doc, target, cause, fingerprint, summary, now)
             message = P.build_incident_message(
                 result, cause=cause, occurrences=1, now=now,
@@ -261,7 +261,7 @@ class IncidentPlanner:
                 msg = P.build_breaker_message(transition, occurrences=inc["occurrences"], now=now, repeat=True)
                 entry = _entry(target, inc, "post_webhook", "update", now, message=msg.to_dict())
             else:
-                note = f"Probe failed; breaker reopened" + (
+                note = "Probe failed; breaker reopened" + (
                     f" until {transition.get('reopen_at')}." if transition.get("reopen_at") else "."
                 )
                 msg = P.SlackMessage(text=f"breaker:{host} — {note}", blocks=())

@@ -223,20 +223,52 @@ def _context(parts: Sequence[str]) -> ContextBlock:
     return ContextBlock(elements=elements)
 
 
-def _summary_of(result: Mapping[str, Any], cause: str) -> str:
+STAGE_REMEDIATION = {
+    "oauth": (
+        "Check the client id and the secret in the variable named by client_secret_env (and access_key_* for NICE).",
+        "Check that the OAuth client is active and has the client-credentials grant on the platform.",
+        "Check token_url / region: a 401/400 from the wrong region looks like bad credentials.",
+    ),
+    "endpoints": (
+        "Check the failing paths' HTTP status: 401/403 is a missing scope or role on the OAuth client, 5xx is the platform.",
+        "Compare the TLS version and cipher per endpoint: gateways may route paths to clusters with different TLS settings.",
+        "Check the platform's status page before changing anything locally.",
+    ),
+    "breaker_open": (
+        "Nothing to do right now: every run fails fast until the probe time, then one probe is let through.",
+        "Read the thread of this incident (or the breaker alert) for the diagnosis that opened the breaker.",
+    ),
+}
+
+
+def remediation_for(result: Mapping[str, Any]) -> list[str]:
+    """What to do, most likely fix first: the diagnosis' own list for a handshake
+    failure, a stage's checklist otherwise (a healthy handshake's list is no advice)."""
+    given = result.get("remediation")
+    if isinstance(given, list) and given:
+        return [str(r) for r in given if r]
+    stage = result.get("stage")
+    hs = result.get("handshake") if isinstance(result.get("handshake"), Mapping) else {}
+    if stage in STAGE_REMEDIATION:
+        return list(STAGE_REMEDIATION[stage])
+    return [str(r) for r in hs.get("remediation") or () if r]
+
+
+def summarize(result: Mapping[str, Any], cause: str) -> str:
+    """The one-line summary: what broke, in the words of the stage that failed."""
     stage = result.get("stage")
     hs = result.get("handshake") if isinstance(result.get("handshake"), Mapping) else {}
     if stage == "breaker_open":
         reopen = _get(result, "breaker", "reopen_at")
         return (
-            f"Circuit breaker is open for this target's host: no network call was made"
+            "Circuit breaker is open for this target's host: no network call was made"
             + (f"; the next probe is allowed after {reopen}." if reopen else ".")
         )
     if stage == "oauth":
         oauth = result.get("oauth") or {}
         status = oauth.get("status")
         err = oauth.get("error") or "token request failed"
-        return f"OAuth token request failed" + (f" (HTTP {status})" if status else "") + f": {err}"
+        return "OAuth token request failed" + (f" (HTTP {status})" if status else "") + f": {err}"
     if stage == "endpoints":
         bad = [ep for ep in result.get("endpoints") or () if isinstance(ep, Mapping) and not ep.get("ok")]
         listed = ", ".join(
@@ -276,7 +308,7 @@ def build_incident_message(
     severity = severity_of(cause, stage)
     name = str(result.get("name") or "?")
     hs = result.get("handshake") if isinstance(result.get("handshake"), Mapping) else {}
-    summary = _summary_of(result, cause)
+    summary = summarize(result, cause)
     b = _Builder(budget)
 
     prefix = "Still failing" if repeat else severity.upper()
@@ -305,7 +337,7 @@ def build_incident_message(
     b.truncated |= cut
     b.add(1, fields)
 
-    remediation = [str(r) for r in hs.get("remediation") or () if r]
+    remediation = remediation_for(result)
     if remediation:
         lines = "\n".join(f"{i}. {r}" for i, r in enumerate(remediation[:10], 1))
         more = f"\n…and {len(remediation) - 10} more" if len(remediation) > 10 else ""
@@ -382,7 +414,7 @@ def build_update_message(
 ) -> SlackMessage:
     """A compact thread reply: the incident continues (bot mode)."""
     name = str(result.get("name") or "?")
-    summary = _summary_of(result, cause)
+    summary = summarize(result, cause)
     breaker = result.get("breaker") if isinstance(result.get("breaker"), Mapping) else {}
     line = f"Still failing (seen {occurrences}×): {summary}"
     if breaker.get("state"):

@@ -309,3 +309,93 @@ def test_fallback_waits_before_retrying_the_store(tmp_path):
                            clock=lambda: T0, retry_after_s=3600)
     blocker.unlink()
     assert breaker.admit(HOST).fallback is not None  # not retried before retry_after_s
+
+
+class FlakyStore:
+    """A store that works until told it is down (an injected effect, not a patch)."""
+
+    name = "flaky"
+
+    def __init__(self, clock) -> None:
+        from tasks.breaker import MemoryStore
+
+        self.inner = MemoryStore(clock)
+        self.inner.name = self.name  # its decisions say which store answered
+        self.down = False
+
+    def __getattr__(self, attribute):
+        method = getattr(self.inner, attribute)
+
+        def call(*args, **kwargs):
+            from tasks.breaker import StoreUnavailable
+
+            if self.down:
+                raise StoreUnavailable("flaky store unreachable: it is down")
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_a_store_that_dies_mid_run_falls_back_and_comes_back(caplog):
+    from tasks.breaker import Breaker, MemoryStore
+
+    caplog.set_level(logging.WARNING, logger="cxhealth.breaker")
+    clock = lambda: T0  # noqa: E731
+    flaky = FlakyStore(clock)
+    now = [0.0]
+    breaker = Breaker(lambda: flaky, BreakerConfig(), description="flaky://",
+                      fallback=MemoryStore(clock), retry_after_s=5, monotonic=lambda: now[0])
+    admitted = breaker.admit(HOST)
+    assert admitted.fallback is None and admitted.store == "flaky"
+    # When the store goes down between the admit and the report
+    flaky.down = True
+    breaker.record_failure(HOST, CAUSE, decision=admitted)
+    # Then the failure is counted in the fallback (flagged), not lost
+    opened = breaker.record_failure(HOST, CAUSE)
+    assert opened.kind is TransitionKind.OPENED and "it is down" in opened.fallback
+    assert not breaker.admit(HOST).admitted
+    assert sum("unavailable" in r.getMessage() for r in caplog.records) == 1  # one warning
+    # And once the store answers again (after retry_after_s) the breaker uses it
+    flaky.down = False
+    assert breaker.admit(HOST).fallback is not None  # still waiting to retry
+    now[0] = 5.0
+    back = breaker.admit(HOST)
+    assert back.fallback is None and back.admitted  # the store never saw the outage's failures
+
+
+def test_a_probe_whose_store_died_does_not_close_anything_elsewhere():
+    from tasks.breaker import Breaker, MemoryStore
+
+    clock_now = [T0]
+    clock = lambda: clock_now[0]  # noqa: E731
+    flaky = FlakyStore(clock)
+    breaker = Breaker(lambda: flaky, BreakerConfig(), description="flaky://",
+                      fallback=MemoryStore(clock), retry_after_s=0)
+    breaker.record_failure(HOST, CAUSE)
+    breaker.record_failure(HOST, CAUSE)
+    clock_now[0] += 31
+    probe = breaker.admit(HOST)
+    assert probe.is_probe
+    flaky.down = True
+    assert breaker.record_success(HOST, decision=probe) is None
+    flaky.down = False
+    assert breaker.record_success(HOST, decision=probe).kind is TransitionKind.CLOSED
+
+
+def test_memory_url_without_a_clock_is_shared_by_the_process():
+    url = f"memory://{uuid.uuid4().hex}"
+    a = open_breaker(url, BreakerConfig())
+    b = open_breaker(url, BreakerConfig())
+    a.record_failure(HOST, CAUSE)
+    assert b.record_failure(HOST, CAUSE).kind is TransitionKind.OPENED
+
+
+def test_the_engine_never_imports_prefect():
+    import subprocess
+    import sys
+
+    code = ("import sys, tasks.breaker, tasks.breaker.sqlite_store, tasks.breaker.redis_store; "
+            "sys.exit('prefect' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(__file__)),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr or "tasks.breaker imported prefect"

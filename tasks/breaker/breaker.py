@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from dataclasses import replace
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -134,14 +133,12 @@ class Breaker:
     def admit(self, host: str) -> Decision:
         """May a caller touch ``host`` now? Rejections come with ``reopen_at``."""
         host = normalize_host(host)
-        lease = uuid.uuid4().hex
+        lease = os.urandom(16).hex()  # used only if this caller becomes the probe
         decision, fallback = self._run(
             lambda s: s.admit(host, self.config, lease),
             lambda f: f.admit(host, self.config, lease),
         )
-        if fallback is None:
-            return replace(decision, store=self._store.name if self._store else "")
-        return replace(decision, store="memory", fallback=fallback)
+        return decision if fallback is None else replace(decision, fallback=fallback)
 
     def record_failure(
         self, host: str, summary: Mapping[str, Any], decision: Decision | None = None

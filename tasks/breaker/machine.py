@@ -3,7 +3,7 @@
 No I/O and no clock of its own: every function takes ``now`` (epoch seconds)
 and returns the new record (or ``None`` when nothing changed) with the answer.
 The SQLite and memory stores run these functions inside their critical
-section; the Redis store runs ``redis_script.lua``, a line-by-line port of this
+section; the Redis store runs the Lua script in ``redis_script.py``, a port of this
 module, which the shared store tests hold to the same behaviour.
 
 Rules (issue 4):
@@ -63,26 +63,30 @@ def _decode(last_failure: str | None) -> dict | None:
 
 
 def admit(
-    record: BreakerRecord, now: float, config: BreakerConfig, host: str, new_lease: str
+    record: BreakerRecord, now: float, config: BreakerConfig, host: str, new_lease: str,
+    store: str = "",
 ) -> tuple[BreakerRecord | None, Decision]:
-    """Decide whether one caller may touch ``host``; ``new_lease`` is used if it probes."""
+    """Decide whether one caller may touch ``host``; ``new_lease`` is used if it probes.
+
+    ``store`` names the store in the Decision (so a later report can be routed).
+    """
     if record.override is Override.DISABLED:
         return None, Decision(
             host, True, _CLOSED, override=Override.DISABLED,
-            override_reason=record.override_reason, epoch=record.epoch,
+            override_reason=record.override_reason, epoch=record.epoch, store=store,
         )
     if record.override is Override.FORCED_OPEN:
         return None, Decision(
             host, False, _OPEN, last_failure=_decode(record.last_failure),
             override=Override.FORCED_OPEN, override_reason=record.override_reason,
-            epoch=record.epoch,
+            epoch=record.epoch, store=store,
         )
     if record.state is _CLOSED:
-        return None, Decision(host, True, _CLOSED, epoch=record.epoch)
+        return None, Decision(host, True, _CLOSED, epoch=record.epoch, store=store)
     if record.state is _OPEN and record.reopen_at is not None and now < record.reopen_at:
         return None, Decision(
             host, False, _OPEN, reopen_at=to_datetime(record.reopen_at),
-            last_failure=_decode(record.last_failure), epoch=record.epoch,
+            last_failure=_decode(record.last_failure), epoch=record.epoch, store=store,
         )
     if (
         record.state is _HALF_OPEN
@@ -93,13 +97,13 @@ def admit(
         # is when that lease runs out.
         return None, Decision(
             host, False, _HALF_OPEN, reopen_at=to_datetime(record.lease_expires),
-            last_failure=_decode(record.last_failure), epoch=record.epoch,
+            last_failure=_decode(record.last_failure), epoch=record.epoch, store=store,
         )
     # OPEN with its time passed, or HALF_OPEN with a dead prober: this caller probes.
     new = replace(record, state=_HALF_OPEN, lease=new_lease, lease_expires=now + config.lease_s)
     return new, Decision(
         host, True, _HALF_OPEN, is_probe=True, lease=new_lease,
-        last_failure=_decode(record.last_failure), epoch=record.epoch,
+        last_failure=_decode(record.last_failure), epoch=record.epoch, store=store,
     )
 
 

@@ -28,7 +28,7 @@ class MemoryStore:
     def admit(self, host: str, config: BreakerConfig, new_lease: str) -> Decision:
         with self._lock:
             new, decision = machine.admit(
-                self._records.get(host, _EMPTY), self._clock(), config, host, new_lease
+                self._records.get(host, _EMPTY), self._clock(), config, host, new_lease, self.name
             )
             if new is not None:
                 self._records[host] = new

@@ -117,6 +117,7 @@ class RedisStore:
             override=Override(_text(override)) if override else None,
             override_reason=_text(reason),
             epoch=int(epoch),
+            store=self.name,
         )
 
     def record_failure(

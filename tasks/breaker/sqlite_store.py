@@ -189,7 +189,7 @@ class SQLiteStore:
             conn = self._connection()
             try:
                 new, decision = machine.admit(
-                    self._read(conn, host), self._clock(), config, host, new_lease
+                    self._read(conn, host), self._clock(), config, host, new_lease, self.name
                 )
             except sqlite3.Error as exc:
                 self._drop_connection()
@@ -197,7 +197,7 @@ class SQLiteStore:
         if new is None:
             return decision  # nothing to change: the snapshot read is the answer
         return self._read_modify_write(
-            host, lambda record, now: machine.admit(record, now, config, host, new_lease)
+            host, lambda record, now: machine.admit(record, now, config, host, new_lease, self.name)
         )
 
     def record_failure(

@@ -126,20 +126,29 @@ async def handshake_stage(target: Target, breaker: Breaker, run: TargetRun) -> b
 
 async def http_stages(target: Target, breaker: Breaker, run: TargetRun,
                       env: Mapping[str, str] | None = None) -> None:
-    """Token smoke test, then endpoint checks, on one verified client: the token
-    never leaves this function (so it is never a task result Prefect could keep)."""
+    """Token smoke test, then endpoint checks, on one verified client."""
     async with client_for(target) as client:
-        token_check = await check_token(target, client=client, env=env)
-        oauth: OAuthResult = token_check.result
-        run.oauth = _public_oauth(oauth)
-        if not oauth.ok or token_check.token is None:
-            cause = oauth.cause if oauth.cause not in (None, "ok") else (oauth.error or f"http_{oauth.status}")
-            run.fail("oauth", str(cause), f"token request to {oauth.host}: {oauth.summary or oauth.error or oauth.status}")
-            return
-        await endpoints_stage(target, breaker, run, token_check.token, client)
+        token = await oauth_stage(target, run, env, client)
+        if token is not None:
+            await endpoints_stage(target, breaker, run, token, client)
 
 
-async def endpoints_stage(target: Target, breaker: Breaker, run: TargetRun, token: AccessToken, client: Any) -> None:
+async def oauth_stage(target: Target, run: TargetRun, env: Mapping[str, str] | None = None,
+                      client: Any = None) -> AccessToken | None:
+    """The curl-equivalent token request. Returns the token (never put in a report) or None."""
+    token_check = await check_token(target, client=client, env=env)
+    oauth: OAuthResult = token_check.result
+    run.oauth = oauth.to_dict()
+    if not oauth.ok or token_check.token is None:
+        cause = oauth.cause if oauth.cause not in (None, "ok") else (oauth.error or f"http_{oauth.status}")
+        run.fail("oauth", str(cause), f"token request to {oauth.host}: {oauth.summary or oauth.error or oauth.status}")
+        return None
+    return token_check.token
+
+
+async def endpoints_stage(target: Target, breaker: Breaker, run: TargetRun, token: AccessToken,
+                          client: Any = None) -> None:
+    """GET each endpoint with the token; every endpoint host is admitted by the breaker first."""
     hosts = {e.host for e in target.endpoints_to_diagnose()[1:]}
     decisions: dict[str, Decision] = {}
     for host in sorted(hosts):
@@ -149,7 +158,7 @@ async def endpoints_stage(target: Target, breaker: Breaker, run: TargetRun, toke
             _rejected(run, decision, host)
             return
     results: Sequence[EndpointResult] = await check_endpoints(target, token, client=client)
-    run.endpoints = [_public_endpoint(r) for r in results]
+    run.endpoints = [r.to_dict() for r in results]
     failed_hosts: dict[str, EndpointResult] = {}
     for r in results:
         if r.cause not in (None, "ok") and r.host not in failed_hosts:
@@ -168,14 +177,6 @@ async def endpoints_stage(target: Target, breaker: Breaker, run: TargetRun, toke
     if first_bad is not None:
         cause = first_bad.cause if first_bad.cause not in (None, "ok") else (first_bad.error or f"http_{first_bad.status}")
         run.fail("endpoints", str(cause), f"{first_bad.path} on {first_bad.host}: {first_bad.summary or first_bad.error or first_bad.status}")
-
-
-def _public_oauth(result: OAuthResult) -> dict[str, Any]:
-    return result.to_dict()
-
-
-def _public_endpoint(result: EndpointResult) -> dict[str, Any]:
-    return result.to_dict()
 
 
 async def check_target(target: Target, breaker: Breaker, env: Mapping[str, str] | None = None) -> TargetRun:

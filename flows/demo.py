@@ -1,0 +1,194 @@
+"""``cxhealth demo``: the whole product on the embedded defaults, for a new user.
+
+Starts the lab (TLS failure scenarios, a fake Genesys/NICE platform, a fake
+Slack), runs the integration-health flow three times on Prefect's embedded
+SQLite, gates a WFM sync on it, and shows what each user of the tool sees.
+All state lives under one directory (default ``./.cxhealth-demo``); nothing
+keeps running afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEMO_SECRETS = {  # lab-only credentials, set in this process's environment for the run
+    "DEMO_PARTNER_SECRET": "demo-partner-secret-not-real",
+    "DEMO_SLACK_BOT_TOKEN": "xoxb-demo-not-a-real-token",
+}
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _heading(text: str) -> None:
+    _say()
+    _say(f"== {text} " + "=" * max(0, 74 - len(text)))
+
+
+def _toml(value: Any) -> str:
+    return json.dumps(value)  # JSON strings, numbers and lists are valid TOML
+
+
+def write_targets(path: Path, state: Path, lab: Any, fake: Any, slack: Any) -> None:
+    from lab.fake_platform import GENESYS_TLS13
+
+    lines = ["# Written by `cxhealth demo`: every host below is a local lab server.", ""]
+
+    def target(values: dict[str, Any]) -> None:
+        lines.append("[[target]]")
+        lines.extend(f"{k} = {_toml(v)}" for k, v in values.items())
+        lines.append("")
+
+    genesys = fake.target_values("genesys", name="genesys-prod")
+    nice = fake.target_values("nice", name="nice-prod")
+    trap = fake.target_values("genesys", name="genesys-tls12-client", tls_max="1.2",
+                              endpoints=[fake.url(GENESYS_TLS13, "/api/v2/flows?pageSize=1")])
+    intercepted = lab.scenarios["proxy_interception"]
+    partner = {"name": "partner-behind-proxy", "platform": "generic", "client_id": "demo-partner",
+               "client_secret_env": "DEMO_PARTNER_SECRET",
+               "token_url": f"https://{intercepted.host}:{intercepted.port}/oauth/token",
+               "api_base": f"https://{intercepted.host}:{intercepted.port}", "endpoints": ["/v1/health"],
+               "resolve": [f"{intercepted.host}:{intercepted.port}:127.0.0.1"],
+               "ca_bundle": str(lab.client_store), "timeout": 3.0}
+    for values in (genesys, nice, trap, partner):
+        target(values)
+    lines += ["[slack]", 'bot_token_env = "DEMO_SLACK_BOT_TOKEN"', 'channel = "C0CXINTEG"',
+              f"api_base = {_toml(slack.api_base)}", "",
+              "[breaker]", "threshold = 2", "window_s = 60", "open_s = 30", "max_open_s = 300",
+              f"store = {_toml('sqlite:///' + str(state / 'cxhealth.sqlite3'))}", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _show_run(label: str, report: dict[str, Any], connections_before: int, lab_host: Any) -> None:
+    from flows.run_cmd import render_table
+
+    _heading(label)
+    _say(render_table(report))
+    for t in report["targets"]:
+        for tr in t.get("transitions") or []:
+            _say(f"  breaker {tr['host']}: {tr['kind'].upper()} (reopens {tr.get('reopen_at')})")
+        if t.get("stage") == "breaker_open":
+            _say(f"  {t['name']}: failed fast — {t['summary']}")
+    _say(f"  connections that reached the intercepted host in this run: {int(lab_host.connections) - connections_before}")
+
+
+def run_demo(args: Any) -> int:
+    state = Path(args.dir or ".cxhealth-demo").resolve()
+    if state.exists() and not args.keep:
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(state / "prefect")
+    os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")  # no server shutdown noise
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.pop("PREFECT_API_URL", None)  # the embedded server on SQLite, whatever the shell has
+
+    from lab.fake_platform import FakePlatform
+    from lab.fake_slack import FakeSlack
+    from lab.tls_lab import TLSLab
+
+    _say(f"cxhealth demo — state directory: {state}")
+    _say("starting the lab: TLS failure scenarios, a fake Genesys/NICE platform, a fake Slack ...")
+    with TLSLab() as lab, FakePlatform(workdir=state / "platform") as fake, \
+            FakeSlack(token=DEMO_SECRETS["DEMO_SLACK_BOT_TOKEN"], channels={"C0CXINTEG": "cx-integrations"}) as slack:
+        os.environ.update(fake.env())
+        os.environ.update(DEMO_SECRETS)
+        targets = state / "targets.toml"
+        write_targets(targets, state, lab, fake, slack)
+        _say(f"targets: {targets}")
+        _say("  genesys-prod          a healthy Genesys-style target (client credentials)")
+        _say("  nice-prod             a healthy NICE-style target (discovery + password grant)")
+        _say("  genesys-tls12-client  the guide's trap: a client capped at TLS 1.2, a TLS 1.3-only API cluster")
+        _say("  partner-behind-proxy  a target whose traffic a TLS-inspecting proxy (Zscaler) re-signs")
+
+        from flows.integration_health import run_flow_sync
+
+        _quiet_prefect_console()
+
+        host = lab.scenarios["proxy_interception"]
+        _say("starting Prefect's embedded server on SQLite (the first run migrates it: ~10-20 s) ...")
+        reports = []
+        for i, label in enumerate(("run 1: first check (the proxy's handshake fails: failure 1 of 2)",
+                                   "run 2: second check (failure 2 of 2 within 60 s: the breaker OPENS)",
+                                   "run 3: third check (the breaker is open: it fails fast, no connection)"), 1):
+            before = int(host.connections)
+            start = time.perf_counter()
+            report = run_flow_sync(str(targets), None)
+            reports.append(report)
+            _show_run(f"{label} — {time.perf_counter() - start:.1f} s", report, before, host)
+
+        trap = next(t for t in reports[0]["targets"] if t["name"] == "genesys-tls12-client")
+        _heading("the TLS 1.2-only trap, per connection")
+        _say(f"  token request:  {trap['oauth']['protocol']} {trap['oauth']['cipher']} -> HTTP {trap['oauth']['status']}")
+        for e in trap["endpoints"]:
+            _say(f"  {e['path']}: cause {e['cause']}")
+            for step in (e.get("remediation") or [])[:1]:
+                _say(f"    fix: {step}")
+        proxy = next(t for t in reports[0]["targets"] if t["name"] == "partner-behind-proxy")
+        _heading("the intercepted target's diagnosis")
+        _say(f"  {proxy['handshake']['summary']}")
+        for step in proxy["handshake"]["remediation"][:2]:
+            _say(f"    fix: {step}")
+
+        _heading("the gate in front of a WFM sync")
+        from flows.integration_health import IntegrationUnhealthy
+        from flows.wfm_sync import gated_wfm_sync
+
+        db = state / "wfm.sqlite3"
+        for names in (["genesys-prod"], ["partner-behind-proxy"]):
+            try:
+                count = asyncio.run(gated_wfm_sync(targets=names, targets_file=str(targets), db_path=str(db)))
+                _say(f"  gated-wfm-sync {names}: gate passed, {count} schedule rows written to {db}")
+            except IntegrationUnhealthy as exc:
+                _say(f"  gated-wfm-sync {names}: the sync did not start — {exc}")
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT count(*) FROM schedules").fetchone()[0] if _has_table(conn) else 0
+        _say(f"  rows in {db.name}: {rows} (only the healthy target's sync wrote)")
+
+        _heading("what the alert channel received (fake Slack)")
+        for message in slack.top_level():
+            _say(f"  [{message.get('channel')}] {(message.get('text') or '')[:150]}")
+            for reply in slack.replies(message.get("ts")):
+                _say(f"      thread: {(reply.get('text') or '')[:140]}")
+        _say(f"  {len(slack.top_level())} top-level message(s), {len(slack.api_calls())} Slack API call(s) in all")
+        payload = next((r.params() for r in slack.api_calls("chat.postMessage")), None)
+        if payload is not None:
+            path = state / "slack-payload-example.json"
+            path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+            _say(f"  the first payload (Block Kit) is in {path}")
+
+    _heading("where it all lives")
+    _say(f"  flow runs, artifacts and events: Prefect's SQLite under {state / 'prefect'}")
+    _say(f"    browse them: PREFECT_HOME={state / 'prefect'} .venv/bin/prefect server start   (then http://127.0.0.1:4200)")
+    _say(f"  breaker and alert state: {state / 'cxhealth.sqlite3'}")
+    _say(f"  try one scenario yourself: .venv/bin/cxhealth lab   (prints a cxhealth diagnose command per scenario)")
+    _say("demo finished; the lab is stopped and nothing is left running.")
+    sys.stdout.flush()
+    return 0
+
+
+def _quiet_prefect_console() -> None:
+    """The demo prints its own report; Prefect's console lines (and the expected
+    gate failure's traceback) would bury it. Logs still go to the Prefect API."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from prefect.logging.loggers import get_logger
+
+    get_logger()  # make sure Prefect's logging is configured before we adjust it
+    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL)
+
+
+def _has_table(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schedules'").fetchone() is not None

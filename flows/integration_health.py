@@ -1,0 +1,227 @@
+"""The integration-health flow, and the gate a WFM sync calls before it starts.
+
+Parameters carry target *names* and a file path only: Prefect stores flow
+parameters in plaintext (prefect-facts.md). Secrets are resolved inside the
+tasks, by name, from the environment (or from blocks).
+
+Async on purpose: a sync flow call has a ~1 s heartbeat floor in Prefect 3.9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
+from prefect.states import Completed, Failed
+
+from tasks.alerting import send_alerts
+from tasks.endpoints import endpoint_checks
+from tasks.handshake import handshake_diagnostics
+from tasks.health import TargetRun
+from tasks.oauth import oauth_smoke_test
+
+DEFAULT_TARGETS_FILE = "targets.toml"
+
+
+class IntegrationUnhealthy(RuntimeError):
+    """Raised by :func:`health_gate` when a target is unhealthy: the sync must not start.
+
+    Attributes:
+        failures: ``[{name, stage, cause, summary}]`` for each unhealthy target.
+    """
+
+    def __init__(self, failures: Sequence[Mapping[str, Any]]):
+        self.failures = [dict(f) for f in failures]
+        super().__init__(failure_message(self.failures))
+
+
+def failure_message(failures: Sequence[Mapping[str, Any]]) -> str:
+    parts = [f"{f['name']}: {f.get('stage')} failed ({f.get('cause')})" for f in failures]
+    return "unhealthy integration: " + "; ".join(parts)
+
+
+def load_config(targets_file: str | None, names: Sequence[str] | None) -> tuple[Any, list[Any], dict[str, str] | None]:
+    """The configuration from a targets.toml, or from Prefect blocks when no file is given.
+
+    Returns (config, selected targets, env mapping for secrets or None for os.environ).
+    """
+    path = targets_file or os.environ.get("CXHEALTH_TARGETS")
+    if path is None and Path(DEFAULT_TARGETS_FILE).exists():
+        path = DEFAULT_TARGETS_FILE
+    env: dict[str, str] | None = None
+    if path is not None:
+        from tasks.targets import load_targets
+
+        config = load_targets(path)
+    else:
+        from blocks import load_config_from_blocks  # registered CxTarget blocks
+
+        config, env = load_config_from_blocks(list(names) if names else None)
+    selected = [config.target(n) for n in names] if names else list(config.targets)
+    return config, selected, env
+
+
+async def _check_one(target: Any, breaker: Any, env: Mapping[str, str] | None) -> TargetRun:
+    run = TargetRun(name=target.name, platform=target.platform)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        if await handshake_diagnostics(target, breaker, run):
+            token = await oauth_smoke_test(target, run, env)
+            if token is not None:
+                await endpoint_checks(target, breaker, run, token)
+    finally:
+        run.ms = round((loop.time() - start) * 1000, 1)
+    return run
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "target"
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    lines = [f"# Integration health: {'healthy' if report['healthy'] else 'UNHEALTHY'}", "",
+             "| target | health | stage | cause | TLS | token | endpoints | breaker |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in report["targets"]:
+        hs, oauth, eps = t.get("handshake") or {}, t.get("oauth") or {}, t.get("endpoints") or []
+        lines.append(f"| {t['name']} | {'ok' if t['healthy'] else '**FAIL**'} | {t.get('stage') or '-'} | "
+                     f"`{t.get('cause')}` | {hs.get('protocol') or '-'} {hs.get('cipher') or ''} | "
+                     f"{oauth.get('status') or '-'} | {sum(1 for e in eps if e.get('ok'))}/{len(eps)} | "
+                     f"{(t.get('breaker') or {}).get('state')} |")
+    for t in report["targets"]:
+        if t["healthy"]:
+            continue
+        lines += ["", f"## {t['name']}: `{t.get('cause')}` at {t.get('stage')}", "", t.get("summary") or ""]
+        from flows.run_cmd import _remediation
+
+        for i, step in enumerate(_remediation(t), 1):
+            lines.append(f"{i}. {step}")
+    return "\n".join(lines)
+
+
+def target_table(t: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = [{"check": "handshake", "ok": (t.get("handshake") or {}).get("ok"),
+             "detail": (t.get("handshake") or {}).get("cause"),
+             "protocol": (t.get("handshake") or {}).get("protocol"), "ms": (t.get("handshake") or {}).get("handshake_ms")}]
+    if t.get("oauth"):
+        o = t["oauth"]
+        rows.append({"check": "oauth", "ok": o.get("ok"), "detail": o.get("error") or o.get("status"),
+                     "protocol": o.get("protocol"), "ms": o.get("ms")})
+    for e in t.get("endpoints") or []:
+        rows.append({"check": e.get("path"), "ok": e.get("ok"), "detail": e.get("error") or e.get("status"),
+                     "protocol": e.get("protocol"), "ms": e.get("ms")})
+    rows.append({"check": "breaker", "ok": (t.get("breaker") or {}).get("state") == "closed",
+                 "detail": (t.get("breaker") or {}).get("state"), "protocol": None,
+                 "ms": None})
+    return rows
+
+
+def _emit_events(runs: Sequence[Mapping[str, Any]]) -> None:
+    for t in runs:
+        resource = {"prefect.resource.id": f"cxhealth.target.{t['name']}", "prefect.resource.name": t["name"]}
+        emit_event(event=f"cxhealth.target.{'healthy' if t['healthy'] else 'unhealthy'}", resource=resource,
+                   payload={"stage": t.get("stage"), "cause": t.get("cause"), "summary": t.get("summary"),
+                            "breaker": (t.get("breaker") or {}).get("state")})
+        for tr in t.get("transitions") or []:
+            kind = "opened" if tr["kind"] in ("opened", "reopened") else "closed"
+            emit_event(event=f"cxhealth.breaker.{kind}",
+                       resource={"prefect.resource.id": f"cxhealth.breaker.{tr['host']}",
+                                 "prefect.resource.name": tr["host"], "cxhealth.target": t["name"]},
+                       related=[{"prefect.resource.id": f"cxhealth.target.{t['name']}",
+                                 "prefect.resource.role": "target"}],
+                       payload={"transition": tr["kind"], "reopen_at": tr.get("reopen_at"),
+                                "cause": (tr.get("summary") or {}).get("cause")})
+
+
+@flow(name="integration-health", description="Handshake diagnostics -> OAuth token smoke test -> endpoint checks, "
+      "under the shared circuit breaker, with Slack alerts.")
+async def integration_health(targets: list[str] | None = None, targets_file: str | None = None,
+                             alerts: bool = True) -> Any:
+    """Check every target concurrently; Completed when all are healthy, Failed otherwise.
+
+    Args:
+        targets: target names to check (default: all).
+        targets_file: a targets.toml path (default: $CXHEALTH_TARGETS, ./targets.toml, else the CxTarget blocks).
+        alerts: post to Slack (False: send and queue nothing).
+    """
+    logger = get_run_logger()
+    from flows.run_cmd import alert_settings, breaker_for
+
+    config, selected, env = load_config(targets_file, targets)
+    settings = alert_settings(config, env) if alerts else None
+    breaker = breaker_for(config)
+    try:
+        runs = await asyncio.gather(*(_check_one(t, breaker, env) for t in selected))
+    finally:
+        breaker.close()
+    docs = [r.to_dict() for r in runs]
+    try:
+        from prefect.runtime import flow_run
+
+        url = flow_run.ui_url
+        for d in docs:
+            d["flow_run_url"] = url
+    except Exception:  # noqa: BLE001 - a link is a nicety
+        pass
+    report: dict[str, Any] = {"healthy": all(d["healthy"] for d in docs), "targets": docs}
+    if settings is not None:
+        report["alerts"] = await asyncio.to_thread(send_alerts, config, settings, docs)
+    for d in docs:
+        logger.info("%s: %s%s", d["name"], "healthy" if d["healthy"] else f"{d['stage']} failed ({d['cause']})",
+                    f" — {d['summary']}" if not d["healthy"] else "")
+    await create_markdown_artifact(key="cxhealth-report", markdown=report_markdown(report),
+                                   description="cxhealth integration health report")
+    for d in docs:
+        await create_table_artifact(key=f"cxhealth-target-{_slug(d['name'])}", table=target_table(d),
+                                    description=f"{d['name']}: {'healthy' if d['healthy'] else d['cause']}")
+    _emit_events(docs)
+    if report["healthy"]:
+        return Completed(message=f"{len(docs)} target(s) healthy", data=report)
+    failures = [{"name": d["name"], "stage": d["stage"], "cause": d["cause"], "summary": d["summary"]}
+                for d in docs if not d["healthy"]]
+    return Failed(message=failure_message(failures), data=report)
+
+
+@flow(name="health-gate", description="Returns when the integrations are healthy; raises IntegrationUnhealthy otherwise.")
+async def health_gate(targets: list[str] | None = None, targets_file: str | None = None, alerts: bool = True) -> dict:
+    """Call at the top of a sync flow: the sync never starts against an unhealthy integration.
+
+    Raises:
+        IntegrationUnhealthy: naming each unhealthy target, its stage and cause.
+    """
+    state = await integration_health(targets=targets, targets_file=targets_file, alerts=alerts, return_state=True)
+    report = await state.result(raise_on_failure=False) if asyncio.iscoroutinefunction(state.result) else \
+        state.result(raise_on_failure=False)
+    if asyncio.iscoroutine(report):
+        report = await report
+    if isinstance(report, dict) and report.get("healthy"):
+        return {"healthy": True, "targets": [t["name"] for t in report["targets"]]}
+    failures = [{"name": t["name"], "stage": t["stage"], "cause": t["cause"], "summary": t["summary"]}
+                for t in (report.get("targets", []) if isinstance(report, dict) else []) if not t["healthy"]]
+    raise IntegrationUnhealthy(failures or [{"name": "?", "stage": "?", "cause": state.message}])
+
+
+def run_flow_sync(targets_file: str, names: Sequence[str] | None, alerts: bool = True) -> dict[str, Any]:
+    """Run integration-health as a flow run from the CLI (`cxhealth run --flow`) and return its report."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: F401
+
+    async def go() -> dict[str, Any]:
+        state = await integration_health(targets=list(names) if names else None,
+                                          targets_file=str(Path(targets_file).resolve()), alerts=alerts,
+                                          return_state=True)
+        report = state.result(raise_on_failure=False)
+        if asyncio.iscoroutine(report):
+            report = await report
+        if not isinstance(report, dict):
+            raise RuntimeError(f"the flow run ended {state.type.value}: {state.message}")
+        report["flow_run_id"] = str(state.state_details.flow_run_id)
+        return report
+
+    return asyncio.run(go())

@@ -1,0 +1,187 @@
+"""The flows end to end under one Prefect harness, against the lab.
+
+Given targets at the fake platform and the TLS lab, when the integration-health
+flow runs, then its final state, artifacts and events are what ops and
+Automations rely on; the gate stops a WFM sync before any write; and a canary
+secret appears nowhere Prefect keeps data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+CANARY = "canary-secret-7f3a9c-do-not-leak"
+
+
+@pytest.fixture(scope="module")
+def platform():
+    from lab.fake_platform import FakeCredentials, FakePlatform
+
+    creds = FakeCredentials(genesys_client_secret=CANARY)
+    with FakePlatform(credentials=creds) as fake:
+        yield fake
+
+
+@pytest.fixture()
+def targets_file(tmp_path, platform, tls_lab, monkeypatch):
+    from lab.fake_platform import GENESYS_TLS13
+
+    for name, value in platform.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PARTNER_PROXY_SECRET", "partner-secret-not-real")
+    text = platform.targets_toml(platforms=("genesys",))
+    expired = tls_lab.scenarios["cert_expired"]
+    text += "\n".join([
+        "", "[[target]]", 'name = "tls12-trap"', 'platform = "genesys"',
+        f'client_id = "{platform.credentials.genesys_client_id}"',
+        f'client_secret_env = "{next(k for k, v in platform.env().items() if v == CANARY)}"',
+        f'token_url = "{platform.url("login.genesys.cxlab.test", "/oauth/token")}"',
+        f'api_base = "{platform.url("api.genesys.cxlab.test")}"',
+        f'endpoints = ["{platform.url(GENESYS_TLS13, "/api/v2/flows?pageSize=1")}"]',
+        'tls_max = "1.2"',
+        "", "[[target]]", 'name = "expired-partner"', 'platform = "generic"', 'client_id = "p"',
+        'client_secret_env = "PARTNER_PROXY_SECRET"',
+        f'token_url = "https://{expired.host}:{expired.port}/oauth/token"',
+        f'api_base = "https://{expired.host}:{expired.port}"', 'endpoints = ["/v1/health"]',
+        f'resolve = ["{expired.host}:{expired.port}:127.0.0.1"]', f'ca_bundle = "{tls_lab.client_store}"',
+        "", "[breaker]", f'store = "sqlite:///{tmp_path}/cxhealth.sqlite3"', ""])
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    return path
+
+
+async def _run(names, path):
+    from flows.integration_health import integration_health
+
+    state = await integration_health(targets=names, targets_file=str(path), alerts=False, return_state=True)
+    report = state.result(raise_on_failure=False)
+    if asyncio.iscoroutine(report):
+        report = await report
+    return state, report
+
+
+def test_healthy_run_completes_with_a_report_artifact(prefect_harness, targets_file):
+    from prefect.client.orchestration import get_client
+
+    state, report = asyncio.run(_run(["lab-genesys"], targets_file))
+    assert state.is_completed()
+    assert report["healthy"] is True
+    t = report["targets"][0]
+    assert t["handshake"]["cause"] == "ok" and t["oauth"]["ok"] and all(e["ok"] for e in t["endpoints"])
+    assert all(e["protocol"] for e in t["endpoints"]), "every connection's TLS version is recorded"
+
+    async def artifacts():
+        async with get_client() as client:
+            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["cxhealth-report", "cxhealth-target-lab-genesys"])))
+
+    found = asyncio.run(artifacts())
+    assert {a.key for a in found} == {"cxhealth-report", "cxhealth-target-lab-genesys"}
+
+
+def test_unhealthy_run_fails_naming_target_stage_and_cause(prefect_harness, targets_file):
+    state, report = asyncio.run(_run(["lab-genesys", "tls12-trap", "expired-partner"], targets_file))
+    assert state.is_failed()
+    assert "tls12-trap: endpoints failed (protocol_version_mismatch)" in state.message
+    assert "expired-partner: handshake failed (cert_expired)" in state.message
+    by_name = {t["name"]: t for t in report["targets"]}
+    assert by_name["lab-genesys"]["healthy"] is True
+    trap = by_name["tls12-trap"]
+    assert trap["oauth"]["ok"] and trap["oauth"]["protocol"] == "TLSv1.2"
+    assert trap["endpoints"][0]["cause"] == "protocol_version_mismatch"
+
+
+def test_events_name_the_target_and_the_breaker_transition(prefect_harness, targets_file):
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    asyncio.run(_run(["expired-partner"], targets_file))  # failure 1
+    asyncio.run(_run(["expired-partner"], targets_file))  # failure 2: opens
+    state, report = asyncio.run(_run(["expired-partner"], targets_file))  # rejected
+    assert report["targets"][0]["stage"] == "breaker_open"
+
+    rows = _poll_events(("cxhealth.breaker.opened", "cxhealth.target.unhealthy"))
+    assert ("cxhealth.target.unhealthy", "cxhealth.target.expired-partner") in rows
+    assert any(name == "cxhealth.breaker.opened" and rid.startswith("cxhealth.breaker.") for name, rid in rows)
+
+
+def _database_file() -> Path:
+    """Where the harness's server keeps its SQLite database (not under PREFECT_HOME)."""
+    from prefect.settings import get_current_settings
+
+    url = str(get_current_settings().server.database.connection_url.get_secret_value()
+              if hasattr(get_current_settings().server.database.connection_url, "get_secret_value")
+              else get_current_settings().server.database.connection_url)
+    return Path(url.split(":///", 1)[1])
+
+
+def _poll_events(names: tuple[str, ...], wait_s: float = 20.0) -> set[tuple[str, str]]:
+    """Events are persisted asynchronously by the server: poll its database, bounded."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    found: set[tuple[str, str]] = set()
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{_database_file()}?mode=ro", uri=True, timeout=5) as db:
+                found = {(e, r) for e, r in db.execute("select event, resource_id from events where event like 'cxhealth.%'")}
+        except sqlite3.OperationalError:
+            found = set()
+        if all(any(e == n for e, _ in found) for n in names):
+            return found
+        time.sleep(0.2)
+    return found
+
+
+def test_gate_stops_the_wfm_sync_before_any_write(prefect_harness, targets_file, tmp_path, platform):
+    from flows.integration_health import IntegrationUnhealthy
+    from flows.wfm_sync import gated_wfm_sync
+
+    db = tmp_path / "wfm.sqlite3"
+    before = platform.count(path=platform.schedules_path())
+    with pytest.raises(IntegrationUnhealthy) as info:
+        asyncio.run(gated_wfm_sync(targets=["tls12-trap"], targets_file=str(targets_file), db_path=str(db)))
+    assert info.value.failures[0]["name"] == "tls12-trap"
+    assert not db.exists(), "the sync never started"
+    assert platform.count(path=platform.schedules_path()) == before
+
+    written = asyncio.run(gated_wfm_sync(targets=["lab-genesys"], targets_file=str(targets_file), db_path=str(db)))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from schedules").fetchone()[0] == written == len(platform.schedule_rows)
+
+
+def test_a_sync_that_breaks_midway_writes_nothing(prefect_harness, targets_file, tmp_path, platform):
+    from flows.wfm_sync import SyncFetchError, gated_wfm_sync
+
+    db = tmp_path / "wfm-broken.sqlite3"
+    platform.break_schedules(after_pages=1)
+    try:
+        with pytest.raises(SyncFetchError):
+            asyncio.run(gated_wfm_sync(targets=["lab-genesys"], targets_file=str(targets_file), db_path=str(db)))
+    finally:
+        platform.mend_schedules()
+    assert not db.exists() or sqlite3.connect(db).execute(
+        "select count(*) from sqlite_master where name='schedules'").fetchone()[0] == 0
+
+
+def test_canary_secret_appears_nowhere_prefect_keeps_data(prefect_harness, targets_file, caplog):
+    """After full runs (healthy, unhealthy, gate), grep every file under PREFECT_HOME."""
+    caplog.set_level("DEBUG")
+    asyncio.run(_run(["lab-genesys", "tls12-trap"], targets_file))
+    _poll_events(("cxhealth.target.healthy",))  # let the server persist this run's events
+    db = _database_file()
+    files = [p for p in Path(prefect_harness).rglob("*") if p.is_file()]
+    files += [p for p in db.parent.glob(db.name + "*") if p.is_file()]
+    assert db in files and db.stat().st_size > 0
+    assert any(b"tls12-trap" in p.read_bytes() for p in files), "positive control: the grep sees run data"
+    leaks = [str(p) for p in files if CANARY.encode() in p.read_bytes()]
+    assert leaks == []
+    assert CANARY not in caplog.text
+    assert CANARY not in json.dumps(asyncio.run(_run(["lab-genesys"], targets_file))[1], default=str)

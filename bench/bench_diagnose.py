@@ -1,0 +1,116 @@
+"""Benchmark: `cxhealth diagnose --from` over N healthy lab endpoints, in one run
+against two references (issue 2):
+
+* the floor — bench/floor_client.py: a bare asyncio client doing the same N
+  verified handshakes concurrently, capturing protocol, cipher and chain;
+* sslyze's certificate_info scan of the same endpoints (a public tool; it pins
+  cryptography<47, so it lives in its own venv, bench/.venv-sslyze, created on
+  first use with `--sslyze`).
+
+Each tool runs as a whole process (what a user pays), rounds interleaved so
+machine noise hits all alike; medians and ratios are printed. Timing uses
+hyperfine when it is installed (apt-get install hyperfine), else the same
+interleaved loop with time.perf_counter.
+
+    .venv/bin/python bench/bench_diagnose.py [--n 200] [--rounds 7] [--sslyze]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def ensure_sslyze() -> Path | None:
+    venv = ROOT / "bench" / ".venv-sslyze"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print("creating bench/.venv-sslyze (pip install sslyze) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "sslyze>=6,<7"])
+        if proc.returncode != 0:
+            return None
+    return python
+
+
+def hyperfine(commands: dict[str, list[str]], rounds: int) -> dict[str, list[float]] | None:
+    exe = shutil.which("hyperfine")
+    if exe is None:
+        return None
+    out = Path(tempfile.mkdtemp()) / "hf.json"
+    args = [exe, "--warmup", "1", "--runs", str(rounds), "--export-json", str(out), "-N"]
+    for name, cmd in commands.items():
+        args += ["-n", name, " ".join(cmd)]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    data = json.loads(out.read_text())
+    return {r["command"]: r["times"] for r in data["results"]}
+
+
+def interleaved(commands: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for name, cmd in commands.items():  # warm-up: page cache, pyc
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(rounds):
+        for name, cmd in commands.items():
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            times[name].append(time.perf_counter() - start)
+            if proc.returncode not in (0,):
+                raise SystemExit(f"{name} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--sslyze", action="store_true", help="include sslyze (creates its venv on first use)")
+    args = parser.parse_args()
+
+    from lab.tls_lab import TLSLab
+
+    with TLSLab(scenarios=False) as lab, tempfile.TemporaryDirectory() as tmp:
+        fleet = lab.healthy_fleet(args.n)
+        targets = Path(tmp) / "targets.txt"
+        targets.write_text("".join(s.target + "\n" for s in fleet))
+        resolve = [a for s in fleet for a in ("--resolve", f"{s.host}:{s.port}:127.0.0.1")]
+        bindir = Path(sys.executable).parent
+        commands = {
+            "floor": [sys.executable, str(ROOT / "bench" / "floor_client.py"), str(targets), str(lab.client_store)],
+            "cxhealth": [str(bindir / "cxhealth"), "diagnose", "--from", str(targets), "--json",
+                         "--ca-bundle", str(lab.client_store), "--concurrency", str(args.n), *resolve],
+        }
+        if args.sslyze:
+            python = ensure_sslyze()
+            if python is None:
+                print("sslyze could not be installed: skipped", file=sys.stderr)
+            else:
+                hosts = [f"{s.host}:{s.port}{{127.0.0.1}}" for s in fleet]
+                commands["sslyze"] = [str(python), "-m", "sslyze", "--certinfo", "--quiet", *hosts]
+        times = hyperfine(commands, args.rounds) or interleaved(commands, args.rounds)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    floor = medians["floor"]
+    print(f"{args.n} healthy endpoints, {args.rounds} rounds, whole process, median seconds "
+          f"({'hyperfine' if shutil.which('hyperfine') else 'interleaved perf_counter'})")
+    for name, median in medians.items():
+        spread = f"min {min(times[name]):.3f} max {max(times[name]):.3f}"
+        print(f"  {name:9} {median:7.3f} s   {median / floor:5.2f}x floor   ({spread})")
+    if "sslyze" in medians:
+        print(f"  cxhealth is {medians['sslyze'] / medians['cxhealth']:.1f}x faster than sslyze")
+    print(f"  goal: cxhealth <= 1.5x floor -> {'met' if medians['cxhealth'] <= 1.5 * floor else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -88,6 +88,7 @@ def run_demo(args: Any) -> int:
     state.mkdir(parents=True, exist_ok=True)
     os.environ["PREFECT_HOME"] = str(state / "prefect")
     os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")  # no server shutdown noise
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # slow or busy machines
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.pop("PREFECT_API_URL", None)  # the embedded server on SQLite, whatever the shell has
 

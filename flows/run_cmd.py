@@ -89,6 +89,10 @@ def run_run(args: Any) -> int:
     config, targets = load_run_config(args.targets, args.only)
     settings = None if args.no_alerts else alert_settings(config)
     if args.flow:
+        import os
+
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # busy machines
+        os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")  # no ephemeral-server shutdown noise
         from .integration_health import run_flow_sync
 
         report = run_flow_sync(args.targets, [t.name for t in targets] if args.only else None,

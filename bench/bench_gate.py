@@ -1,0 +1,80 @@
+"""Benchmark: the orchestration cost of the health gate (issue 5).
+
+In one process, against the fake platform's 3 targets (Genesys, NICE, generic),
+interleaved rounds of:
+
+* ``gate``  — a warm ``health_gate`` flow call on Prefect's embedded server (SQLite);
+* ``plain`` — the same checks without Prefect (``tasks.health.check_targets``).
+
+Prints both medians and the difference (the goal: <= 0.3 s of orchestration).
+
+    .venv/bin/python bench/bench_gate.py [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="cxhealth-bench-gate-"))
+    os.environ["PREFECT_HOME"] = str(tmp / "prefect")
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # slow or busy machines
+
+    from lab.fake_platform import FakePlatform
+
+    with FakePlatform() as fake:
+        os.environ.update(fake.env())
+        targets = fake.write_targets(tmp / "targets.toml")
+        targets.write_text(targets.read_text() + f'\n[breaker]\nstore = "sqlite:///{tmp}/cxhealth.sqlite3"\n')
+
+        from flows.integration_health import health_gate
+        from flows.run_cmd import check_all, load_run_config
+
+        config, selected = load_run_config(str(targets))
+
+        async def gate() -> None:
+            await health_gate(targets_file=str(targets), alerts=False)
+
+        async def plain() -> None:
+            runs = await check_all(config, selected)
+            assert all(r["healthy"] for r in runs)
+
+        async def bench() -> dict[str, list[float]]:
+            await gate()  # starts the embedded server, migrates: not measured
+            await plain()
+            times: dict[str, list[float]] = {"gate": [], "plain": []}
+            for _ in range(args.rounds):
+                for name, fn in (("gate", gate), ("plain", plain)):
+                    start = time.perf_counter()
+                    await fn()
+                    times[name].append(time.perf_counter() - start)
+            return times
+
+        times = asyncio.run(bench())
+    gate_m, plain_m = statistics.median(times["gate"]), statistics.median(times["plain"])
+    print(f"3 healthy lab targets, {args.rounds} interleaved rounds, median seconds (in-process, warm)")
+    print(f"  plain (no Prefect)      {plain_m:.3f} s")
+    print(f"  health_gate flow call   {gate_m:.3f} s")
+    print(f"  orchestration overhead  {gate_m - plain_m:+.3f} s  (goal <= 0.300 s: "
+          f"{'met' if gate_m - plain_m <= 0.3 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -46,7 +46,7 @@ def failure_message(failures: Sequence[Mapping[str, Any]]) -> str:
     return "unhealthy integration: " + "; ".join(parts)
 
 
-def load_config(targets_file: str | None, names: Sequence[str] | None) -> tuple[Any, list[Any], dict[str, str] | None]:
+async def load_config(targets_file: str | None, names: Sequence[str] | None) -> tuple[Any, list[Any], Mapping[str, str] | None]:
     """The configuration from a targets.toml, or from Prefect blocks when no file is given.
 
     Returns (config, selected targets, env mapping for secrets or None for os.environ).
@@ -54,15 +54,15 @@ def load_config(targets_file: str | None, names: Sequence[str] | None) -> tuple[
     path = targets_file or os.environ.get("CXHEALTH_TARGETS")
     if path is None and Path(DEFAULT_TARGETS_FILE).exists():
         path = DEFAULT_TARGETS_FILE
-    env: dict[str, str] | None = None
+    env: Mapping[str, str] | None = None
     if path is not None:
         from tasks.targets import load_targets
 
         config = load_targets(path)
     else:
-        from blocks import load_config_from_blocks  # registered CxTarget blocks
+        from blocks import aload_config_from_blocks  # registered CxTarget blocks
 
-        config, env = load_config_from_blocks(list(names) if names else None)
+        config, env = await aload_config_from_blocks(list(names) if names else None)
     selected = [config.target(n) for n in names] if names else list(config.targets)
     return config, selected, env
 
@@ -154,7 +154,7 @@ async def integration_health(targets: list[str] | None = None, targets_file: str
     logger = get_run_logger()
     from flows.run_cmd import alert_settings, breaker_for
 
-    config, selected, env = load_config(targets_file, targets)
+    config, selected, env = await load_config(targets_file, targets)
     settings = alert_settings(config, env) if alerts else None
     breaker = breaker_for(config)
     try:

@@ -77,7 +77,7 @@ async def gated_wfm_sync(targets: list[str] | None = None, targets_file: str | N
     """
     logger = get_run_logger()
     await health_gate(targets=targets, targets_file=targets_file)
-    config, selected, env = load_config(targets_file, targets)
+    config, selected, env = await load_config(targets_file, targets)
     rows = await fetch_schedules(selected[0], env, business_unit, week)
     count = write_schedules(db_path, business_unit, week, rows)
     logger.info("wrote %d schedule rows for %s week %s", count, business_unit, week)

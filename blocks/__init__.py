@@ -29,6 +29,7 @@ events only ever see names; the value leaves the mapping only when a check calls
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import re
 from typing import Any, Iterator, Literal, Mapping, Optional
@@ -137,7 +138,28 @@ class BlockSecrets(Mapping[str, str]):
 # Blocks
 # ---------------------------------------------------------------------------
 
-class CxTLSPolicy(Block):
+class _CachedSchema:
+    """Mixin: compute a block's JSON schema once per class.
+
+    Prefect 3.9's ``Block._field_has_secrets`` regenerates the whole schema once
+    per field on every save and dump (measured: ~0.8 s to save a CxTarget, nearly
+    all of it in ``model_json_schema``). The schema depends only on the class and
+    the arguments, so a copy of a cached one is the same value. Not a Block
+    itself, so ``prefect block register -m blocks`` does not register it.
+    """
+
+    _schema_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        cached = _CachedSchema._schema_cache.get(key)
+        if cached is None:
+            cached = _CachedSchema._schema_cache[key] = super().model_json_schema(*args, **kwargs)  # type: ignore[misc]
+        return copy.deepcopy(cached)
+
+
+class CxTLSPolicy(_CachedSchema, Block):
     """A client TLS policy shared by several targets (what ``[defaults]`` does in
     targets.toml). A target's own non-empty value wins over the policy's."""
 
@@ -165,7 +187,7 @@ def _policy_fields(block: Block) -> dict[str, Any]:
     return {k: getattr(block, k) for k in _POLICY_KEYS}
 
 
-class CxTarget(Block):
+class CxTarget(_CachedSchema, Block):
     """One integration to check: every key of a ``[[target]]`` in targets.toml.
 
     The client secret (and, for the password grant, the access key secret) is
@@ -235,7 +257,7 @@ def _check_secret_sources(block: Block, key: str, *, required: bool) -> None:
         raise ValueError(f"{key}_env: must be an environment variable name like MY_SECRET")
 
 
-class CxSlackSettings(Block):
+class CxSlackSettings(_CachedSchema, Block):
     """Where alerts go (targets.toml ``[slack]``).
 
     Webhook mode: one of ``webhook_block`` (a prefect-slack *Slack Incoming
@@ -290,7 +312,7 @@ class CxSlackSettings(Block):
         return self
 
 
-class CxBreakerSettings(Block):
+class CxBreakerSettings(_CachedSchema, Block):
     """The shared circuit breaker (targets.toml ``[breaker]``); defaults as the contract."""
 
     _block_type_name = "CxHealth Breaker Settings"
@@ -321,146 +343,147 @@ class CxBreakerSettings(Block):
 # Blocks -> TargetsConfig
 # ---------------------------------------------------------------------------
 
-async def _aload(block_cls: type[Block], name: str, *, what: str) -> Any:
-    """``block_cls.aload(name)`` with a one-line error naming the missing block."""
-    try:
-        return await block_cls.aload(name)
-    except ValueError as exc:
-        if "Unable to find block document" in str(exc) or "not found" in str(exc).lower():
-            raise BlockConfigError(
-                f"no {block_cls.get_block_type_name()} block named {name!r}{f' ({what})' if what else ''}; "
-                f"create it in the UI "
-                f"or with python -m blocks.import_toml") from None
-        raise BlockConfigError(f"block {block_cls.get_block_type_slug()}/{name}: {_first_line(exc)}") from None
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
-async def _secret_from_secret_block(block_name: str, *, what: str) -> str:
-    from prefect.blocks.system import Secret
+class _BlockReader:
+    """One API client for every block a configuration needs, and the secret
+    values found on the way (by synthetic name)."""
 
-    secret = await _aload(Secret, block_name, what=what)
-    # Not Secret.get(): it json-decodes strings, turning a numeric secret into an int.
-    value = secret.value.get_secret_value()
-    if not isinstance(value, str) or not value:
-        raise BlockConfigError(f"Secret block {block_name!r} ({what}) must hold a non-empty string")
-    return value
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.values: dict[str, str] = {}
 
+    async def load(self, block_cls: type[Block], name: str, *, what: str = "") -> Any:
+        """``block_cls.aload(name)`` with a one-line error naming a missing block."""
+        try:
+            return await block_cls.aload(name, client=self.client)
+        except ValueError as exc:
+            if "Unable to find block document" in str(exc) or "not found" in str(exc).lower():
+                raise BlockConfigError(
+                    f"no {block_cls.get_block_type_name()} block named {name!r}{f' ({what})' if what else ''}; "
+                    f"create it in the UI or with python -m blocks.import_toml") from None
+            raise BlockConfigError(f"block {block_cls.get_block_type_slug()}/{name}: {_first_line(exc)}") from None
 
-async def _resolve_block_secret(block: Block, key: str, *, kind: str, block_name: str, secret_label: str,
-                                values: dict[str, str], what: str) -> str | None:
-    """The env name a Target should use for *key*; block-held values go into *values*."""
-    inline: SecretStr | None = getattr(block, key)
-    ref: str | None = getattr(block, f"{key}_block")
-    env: str | None = getattr(block, f"{key}_env")
-    if env is not None:
-        return env
-    if inline is None and ref is None:
+    async def names(self, block_cls: type[Block]) -> list[str]:
+        """Names of every saved document of this block type ([] when the type is unknown)."""
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            docs = await self.client.read_block_documents_by_type(block_cls.get_block_type_slug(),
+                                                                  include_secrets=False)
+        except ObjectNotFound:
+            return []
+        except Exception as exc:  # an unregistered type: the API's 404 as an HTTP status error
+            if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+                return []
+            raise
+        return sorted(d.name for d in docs if d.name and not d.is_anonymous)
+
+    async def optional_settings(self, block_cls: type[Block], name: str | None, *, what: str) -> Any | None:
+        """The named block (must exist), or the ``default`` one if it exists, or None."""
+        if name is not None:
+            return await self.load(block_cls, name, what=what)
+        if DEFAULT_SETTINGS_BLOCK in await self.names(block_cls):
+            return await self.load(block_cls, DEFAULT_SETTINGS_BLOCK, what=what)
         return None
-    value = inline.get_secret_value() if inline is not None else await _secret_from_secret_block(ref, what=what)
-    if not value:
-        raise BlockConfigError(f"{what}: {key} is empty")
-    name = synthetic_env_name(kind, block_name, secret_label)
-    values[name] = value
-    return name
 
+    def hold(self, kind: str, block_name: str, label: str, value: str, *, what: str) -> str:
+        """Keep a block-held secret under its synthetic name; return the name."""
+        if not value:
+            raise BlockConfigError(f"{what}: the {label.lower().replace('_', ' ')} is empty")
+        name = synthetic_env_name(kind, block_name, label)
+        self.values[name] = value
+        return name
 
-async def _target_from_block(block: CxTarget, block_name: str, values: dict[str, str]) -> Target:
-    source = f"block {CxTarget.get_block_type_slug()}/{block_name}"
-    target_name = block.name or block_name
-    kwargs: dict[str, Any] = {}
-    if block.tls_policy:
-        policy = await _aload(CxTLSPolicy, block.tls_policy, what=f"tls_policy of {source}")
-        kwargs.update(policy.values())
-    for key in ("region", "api_base", "token_url", "issuer", "tenant_id", "grant", "access_key_id", "sni",
-                "client_cert", "client_key", *_POLICY_KEYS):
-        value = getattr(block, key)
-        if value is not None:
-            kwargs[key] = value
-    for key in ("endpoints", "resolve", "pins", "expect_issuers"):
-        if isinstance(kwargs.get(key), list):
-            kwargs[key] = tuple(kwargs[key])
-    if block.endpoints is not None:
-        kwargs["endpoints"] = tuple(block.endpoints)
-    if block.resolve is not None:
-        kwargs["resolve"] = tuple(block.resolve)
-    kwargs["client_secret_env"] = await _resolve_block_secret(
-        block, "client_secret", kind="TARGET", block_name=block_name, secret_label="CLIENT_SECRET",
-        values=values, what=source)
-    access_env = await _resolve_block_secret(
-        block, "access_key_secret", kind="TARGET", block_name=block_name, secret_label="ACCESS_KEY_SECRET",
-        values=values, what=source)
-    if access_env is not None:
-        kwargs["access_key_secret_env"] = access_env
-    return Target(name=target_name, platform=block.platform, client_id=block.client_id, source=source, **kwargs)
+    async def secret_env(self, block: Block, key: str, *, block_name: str, label: str, what: str) -> str | None:
+        """The variable name a Target should use for *key* (``client_secret`` or
+        ``access_key_secret``); a value held by the block (or by a Secret block it
+        names) is kept under a synthetic name."""
+        from prefect.blocks.system import Secret
 
-
-async def _slack_from_block(block: CxSlackSettings, block_name: str, values: dict[str, str]) -> SlackSettings:
-    source = f"block {CxSlackSettings.get_block_type_slug()}/{block_name}"
-    extra: dict[str, Any] = {}
-    if block.api_base is not None:
-        extra["api_base"] = block.api_base
-    if block.repeat_interval_s is not None:
-        extra["repeat_interval_s"] = float(block.repeat_interval_s)
-    if block.timeout is not None:
-        extra["timeout"] = float(block.timeout)
-    if block.mode == "webhook":
-        if block.webhook_url_env:
-            return SlackSettings(webhook_url_env=block.webhook_url_env, **extra)
-        if block.webhook_block:
-            from prefect_slack import SlackWebhook
-
-            hook = await _aload(SlackWebhook, block.webhook_block, what=f"webhook_block of {source}")
-            value = hook.url.get_secret_value()
+        inline: SecretStr | None = getattr(block, key)
+        ref: str | None = getattr(block, f"{key}_block")
+        env: str | None = getattr(block, f"{key}_env")
+        if env is not None:
+            return env
+        if inline is not None:
+            value = inline.get_secret_value()
+        elif ref is not None:
+            secret = await self.load(Secret, ref, what=f"{key}_block of {what}")
+            # Not Secret.get(): it json-decodes strings, turning a numeric secret into an int.
+            value = secret.value.get_secret_value()
+            if not isinstance(value, str):
+                raise BlockConfigError(f"Secret block {ref!r} ({key}_block of {what}) must hold a string")
         else:
-            value = block.webhook_url.get_secret_value()  # type: ignore[union-attr]
-        name = synthetic_env_name("SLACK", block_name, "WEBHOOK_URL")
-    else:
+            return None
+        return self.hold("TARGET", block_name, label, value, what=what)
+
+    async def target(self, block: CxTarget, block_name: str) -> Target:
+        source = f"block {CxTarget.get_block_type_slug()}/{block_name}"
+        kwargs: dict[str, Any] = {}
+        if block.tls_policy:
+            policy = await self.load(CxTLSPolicy, block.tls_policy, what=f"tls_policy of {source}")
+            kwargs.update(policy.values())
+        for key in ("region", "api_base", "token_url", "issuer", "tenant_id", "grant", "access_key_id", "sni",
+                    "client_cert", "client_key", "endpoints", "resolve", *_POLICY_KEYS):
+            value = getattr(block, key)
+            if value is not None:
+                kwargs[key] = value  # the target's own value wins over its policy's
+        for key in ("endpoints", "resolve", "pins", "expect_issuers"):
+            if isinstance(kwargs.get(key), list):
+                kwargs[key] = tuple(kwargs[key])
+        kwargs["client_secret_env"] = await self.secret_env(
+            block, "client_secret", block_name=block_name, label="CLIENT_SECRET", what=source)
+        access_env = await self.secret_env(
+            block, "access_key_secret", block_name=block_name, label="ACCESS_KEY_SECRET", what=source)
+        if access_env is not None:
+            kwargs["access_key_secret_env"] = access_env
+        return Target(name=block.name or block_name, platform=block.platform, client_id=block.client_id,
+                      source=source, **kwargs)
+
+    async def slack(self, block: CxSlackSettings, block_name: str) -> SlackSettings:
+        source = f"block {CxSlackSettings.get_block_type_slug()}/{block_name}"
+        extra: dict[str, Any] = {}
+        if block.api_base is not None:
+            extra["api_base"] = block.api_base
+        if block.repeat_interval_s is not None:
+            extra["repeat_interval_s"] = float(block.repeat_interval_s)
+        if block.timeout is not None:
+            extra["timeout"] = float(block.timeout)
+        if block.mode == "webhook":
+            if block.webhook_url_env:
+                return SlackSettings(webhook_url_env=block.webhook_url_env, **extra)
+            if block.webhook_block:
+                from prefect_slack import SlackWebhook
+
+                hook = await self.load(SlackWebhook, block.webhook_block, what=f"webhook_block of {source}")
+                value = hook.url.get_secret_value()
+            else:
+                value = block.webhook_url.get_secret_value()  # type: ignore[union-attr]
+            name = self.hold("SLACK", block_name, "WEBHOOK_URL", value, what=source)
+            return SlackSettings(webhook_url_env=name, **extra)
         if block.bot_token_env:
             return SlackSettings(bot_token_env=block.bot_token_env, channel=block.channel, **extra)
         if block.credentials_block:
             from prefect_slack import SlackCredentials
 
-            creds = await _aload(SlackCredentials, block.credentials_block, what=f"credentials_block of {source}")
+            creds = await self.load(SlackCredentials, block.credentials_block, what=f"credentials_block of {source}")
             value = creds.token.get_secret_value()
         else:
             value = block.bot_token.get_secret_value()  # type: ignore[union-attr]
-        name = synthetic_env_name("SLACK", block_name, "BOT_TOKEN")
-    if not value:
-        raise BlockConfigError(f"{source}: the {block.mode} secret is empty")
-    values[name] = value
-    if block.mode == "webhook":
-        return SlackSettings(webhook_url_env=name, **extra)
-    return SlackSettings(bot_token_env=name, channel=block.channel, **extra)
+        name = self.hold("SLACK", block_name, "BOT_TOKEN", value, what=source)
+        return SlackSettings(bot_token_env=name, channel=block.channel, **extra)
 
 
 async def _block_names(block_cls: type[Block]) -> list[str]:
-    """Names of every saved document of this block type ([] when the type is unknown)."""
+    """Names of every saved document of this block type (for import_toml)."""
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
 
     async with get_client() as client:
-        try:
-            docs = await client.read_block_documents_by_type(block_cls.get_block_type_slug(), include_secrets=False)
-        except ObjectNotFound:
-            return []
-        except Exception as exc:  # the API's 404 for an unregistered type is an HTTP status error
-            if getattr(getattr(exc, "response", None), "status_code", None) == 404:
-                return []
-            raise
-    return sorted(d.name for d in docs if d.name and not d.is_anonymous)
-
-
-async def _optional_settings(block_cls: type[Block], name: str | None, *, what: str) -> Any | None:
-    """The named block (must exist), or the ``default`` one if it exists, or None."""
-    if name is not None:
-        return await _aload(block_cls, name, what=what)
-    if DEFAULT_SETTINGS_BLOCK in await _block_names(block_cls):
-        return await _aload(block_cls, DEFAULT_SETTINGS_BLOCK, what=what)
-    return None
+        return await _BlockReader(client).names(block_cls)
 
 
 async def aload_config_from_blocks(
@@ -492,37 +515,42 @@ async def aload_config_from_blocks(
     """
     if names is not None and not names:
         raise BlockConfigError("no target names given (pass None for every CxHealth Target block)")
-    values: dict[str, str] = {}
-    if names is None:
-        block_names = await _block_names(CxTarget)
-        if not block_names:
-            raise BlockConfigError("no CxHealth Target blocks on this Prefect server; create them in the UI or "
-                                   "with python -m blocks.import_toml targets.toml")
-        wanted = [(n, None) for n in block_names]
-    else:
-        wanted = [(n if _BLOCK_NAME.match(n) else block_name_for(n), n) for n in names]
-    blocks = await asyncio.gather(*(_aload(CxTarget, b, what="" if asked in (None, b) else f"for target {asked!r}") for b, asked in wanted))
-    targets = []
-    for (block_name, asked), block in zip(wanted, blocks):
-        target = await _target_from_block(block, block_name, values)
-        if asked is not None and asked not in (block_name, target.name):
-            raise BlockConfigError(f"no CxHealth Target block for target {asked!r} (block {block_name!r} "
-                                   f"is target {target.name!r})")
-        targets.append(target)
-    seen: set[str] = set()
-    for t in targets:
-        if t.name in seen:
-            raise BlockConfigError(f"target {t.name!r}: name: used by two CxHealth Target blocks")
-        seen.add(t.name)
-    slack_block = await _optional_settings(CxSlackSettings, slack, what="slack settings")
-    slack_settings = None
-    if slack_block is not None:
-        slack_settings = await _slack_from_block(slack_block, slack or DEFAULT_SETTINGS_BLOCK, values)
-    breaker_block = await _optional_settings(CxBreakerSettings, breaker, what="breaker settings")
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        reader = _BlockReader(client)
+        if names is None:
+            block_names = await reader.names(CxTarget)
+            if not block_names:
+                raise BlockConfigError("no CxHealth Target blocks on this Prefect server; create them in the UI "
+                                       "or with python -m blocks.import_toml targets.toml")
+            wanted: list[tuple[str, str | None]] = [(n, None) for n in block_names]
+        else:
+            wanted = [(n if _BLOCK_NAME.match(n) else block_name_for(n), n) for n in names]
+        blocks = await asyncio.gather(*(
+            reader.load(CxTarget, b, what="" if asked in (None, b) else f"for target {asked!r}")
+            for b, asked in wanted))
+        targets = []
+        for (block_name, asked), block in zip(wanted, blocks):
+            target = await reader.target(block, block_name)
+            if asked is not None and asked not in (block_name, target.name):
+                raise BlockConfigError(f"no CxHealth Target block for target {asked!r} (block {block_name!r} "
+                                       f"is target {target.name!r})")
+            targets.append(target)
+        seen: set[str] = set()
+        for t in targets:
+            if t.name in seen:
+                raise BlockConfigError(f"target {t.name!r}: name: used by two CxHealth Target blocks")
+            seen.add(t.name)
+        slack_block = await reader.optional_settings(CxSlackSettings, slack, what="slack settings")
+        slack_settings = None
+        if slack_block is not None:
+            slack_settings = await reader.slack(slack_block, slack or DEFAULT_SETTINGS_BLOCK)
+        breaker_block = await reader.optional_settings(CxBreakerSettings, breaker, what="breaker settings")
     breaker_settings = breaker_block.to_settings() if breaker_block is not None else BreakerSettings()
     config = TargetsConfig(targets=tuple(targets), slack=slack_settings, breaker=breaker_settings,
                            source="prefect blocks")
-    return config, BlockSecrets(values)
+    return config, BlockSecrets(reader.values)
 
 
 def load_config_from_blocks(

@@ -366,8 +366,6 @@ def test_import_refuses_two_targets_that_would_share_a_block_name(tmp_path, caps
 
 def test_block_secrets_are_encrypted_in_the_prefect_database(tmp_path, cleanup, monkeypatch, prefect_harness):
     """Grep the harness's SQLite files: the stored canary is not there in plaintext."""
-    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
-
     from blocks import load_config_from_blocks
 
     for name, value in SECRETS.items():
@@ -375,13 +373,57 @@ def test_block_secrets_are_encrypted_in_the_prefect_database(tmp_path, cleanup, 
     path = _toml(tmp_path, TOML)
     assert _import(path, cleanup) == 0
     load_config_from_blocks(["blk-nice"], slack=SETTINGS, breaker=SETTINGS)
-    url = PREFECT_API_DATABASE_CONNECTION_URL.value() or ""
-    candidates = [Path(prefect_harness)]
-    if url.startswith("sqlite"):
-        candidates.append(Path(url.split("///", 1)[1]).parent)
-    files = {p for c in candidates for p in c.rglob("*") if p.is_file() and p.stat().st_size < 200_000_000}
+    files = _prefect_files(prefect_harness)
     assert any(b"blk-genesys-1" in p.read_bytes() for p in files), "positive control: the grep sees block names"
     assert [str(p) for p in files if CANARY.encode() in p.read_bytes()] == []
+
+
+def _prefect_files(prefect_harness) -> list[Path]:
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    url = PREFECT_API_DATABASE_CONNECTION_URL.value() or ""
+    roots = [Path(prefect_harness)]
+    if url.startswith("sqlite"):
+        roots.append(Path(url.split("///", 1)[1]).parent)
+    return sorted({p for r in roots for p in r.rglob("*") if p.is_file() and p.stat().st_size < 200_000_000})
+
+
+def test_a_flow_run_from_blocks_uses_their_secrets_and_leaves_them_nowhere(tmp_path, cleanup, monkeypatch,
+                                                                            prefect_harness, caplog):
+    """Given the lab's targets imported into blocks (secrets encrypted) and no secret in the
+    environment, when integration-health runs without a targets file, then the token
+    requests succeed, and the canary is in no file under Prefect's home or database."""
+    from blocks import DEFAULT_SETTINGS_BLOCK, CxBreakerSettings, CxTarget, CxTLSPolicy
+    from blocks.import_toml import main
+    from flows.integration_health import integration_health
+    from lab.fake_platform import FakeCredentials, FakePlatform
+
+    canary = CANARY + "-flow"
+    caplog.set_level("DEBUG")
+    monkeypatch.delenv("CXHEALTH_TARGETS", raising=False)
+    with FakePlatform(credentials=FakeCredentials(genesys_client_secret=canary)) as fake:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        path = fake.write_targets(tmp_path / "lab.toml", platforms=("genesys", "nice"))
+        assert main([str(path), "--policy-name", "blk-lab-policy", "--overwrite"]) == 0
+        cleanup += [(CxTarget, "lab-genesys"), (CxTarget, "lab-nice"), (CxTLSPolicy, "blk-lab-policy")]
+        for name in fake.env():
+            monkeypatch.delenv(name)
+        save(cleanup, CxBreakerSettings(store=f"sqlite:///{tmp_path}/breaker.sqlite3"), DEFAULT_SETTINGS_BLOCK)
+
+        state = asyncio.run(integration_health(targets=["lab-genesys", "lab-nice"], alerts=False,
+                                               return_state=True))
+        report = state.result(raise_on_failure=False)
+        if asyncio.iscoroutine(report):
+            report = asyncio.run(report)
+        assert state.is_completed(), state.message
+        assert {t["name"]: t["oauth"]["ok"] for t in report["targets"]} == {"lab-genesys": True, "lab-nice": True}
+        assert len(fake.token_requests) == 2  # one token per target, with the block-held secrets
+
+    files = _prefect_files(prefect_harness)
+    assert any(b"lab-genesys" in p.read_bytes() for p in files), "positive control: the grep sees run data"
+    assert [str(p) for p in files if canary.encode() in p.read_bytes()] == []
+    assert canary not in caplog.text and canary not in json.dumps(report, default=str)
 
 
 # ---------------------------------------------------------------------------

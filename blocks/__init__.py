@@ -20,7 +20,7 @@ variable (``client_secret_env``) and the checks resolve it at use time with
 * the name of an environment variable (as targets.toml does).
 
 For the first two, the loader puts the value in a :class:`BlockSecrets` mapping
-under a synthetic name (``CXHEALTH_BLOCK_<BLOCK>_CLIENT_SECRET``) and gives the
+under a synthetic name (``CXHEALTH_BLOCK_TARGET_<BLOCK>_CLIENT_SECRET``) and gives the
 ``Target`` that *name*. So flow parameters, ``Target.to_dict()``, reprs, logs and
 events only ever see names; the value leaves the mapping only when a check calls
 ``Secret.reveal()`` to put it on the wire.

@@ -63,6 +63,7 @@ async def load_config(targets_file: str | None, names: Sequence[str] | None) -> 
         from blocks import aload_config_from_blocks  # registered CxTarget blocks
 
         config, env = await aload_config_from_blocks(list(names) if names else None)
+        return config, list(config.targets), env  # already only the named blocks' targets
     selected = [config.target(n) for n in names] if names else list(config.targets)
     return config, selected, env
 
@@ -140,17 +141,9 @@ def _emit_events(runs: Sequence[Mapping[str, Any]]) -> None:
                                 "cause": (tr.get("summary") or {}).get("cause")})
 
 
-@flow(name="integration-health", description="Handshake diagnostics -> OAuth token smoke test -> endpoint checks, "
-      "under the shared circuit breaker, with Slack alerts.")
-async def integration_health(targets: list[str] | None = None, targets_file: str | None = None,
-                             alerts: bool = True) -> Any:
-    """Check every target concurrently; Completed when all are healthy, Failed otherwise.
-
-    Args:
-        targets: target names to check (default: all).
-        targets_file: a targets.toml path (default: $CXHEALTH_TARGETS, ./targets.toml, else the CxTarget blocks).
-        alerts: post to Slack (False: send and queue nothing).
-    """
+async def health_report(targets: list[str] | None, targets_file: str | None, alerts: bool) -> dict[str, Any]:
+    """Run every check inside the current flow run and publish the report
+    (artifacts, events, Slack). Shared by both flows, so the gate costs one flow run."""
     logger = get_run_logger()
     from flows.run_cmd import alert_settings, breaker_for
 
@@ -176,36 +169,53 @@ async def integration_health(targets: list[str] | None = None, targets_file: str
     for d in docs:
         logger.info("%s: %s%s", d["name"], "healthy" if d["healthy"] else f"{d['stage']} failed ({d['cause']})",
                     f" — {d['summary']}" if not d["healthy"] else "")
-    await create_markdown_artifact(key="cxhealth-report", markdown=report_markdown(report),
-                                   description="cxhealth integration health report")
-    for d in docs:
-        await create_table_artifact(key=f"cxhealth-target-{_slug(d['name'])}", table=target_table(d),
-                                    description=f"{d['name']}: {'healthy' if d['healthy'] else d['cause']}")
+    await asyncio.gather(
+        create_markdown_artifact(key="cxhealth-report", markdown=report_markdown(report),
+                                 description="cxhealth integration health report"),
+        *(create_table_artifact(key=f"cxhealth-target-{_slug(d['name'])}", table=target_table(d),
+                                description=f"{d['name']}: {'healthy' if d['healthy'] else d['cause']}")
+          for d in docs))
     _emit_events(docs)
+    return report
+
+
+def _failures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": d["name"], "stage": d["stage"], "cause": d["cause"], "summary": d["summary"]}
+            for d in report["targets"] if not d["healthy"]]
+
+
+@flow(name="integration-health", description="Handshake diagnostics -> OAuth token smoke test -> endpoint checks, "
+      "under the shared circuit breaker, with Slack alerts.")
+async def integration_health(targets: list[str] | None = None, targets_file: str | None = None,
+                             alerts: bool = True) -> Any:
+    """Check every target concurrently; Completed when all are healthy, Failed otherwise.
+
+    Args:
+        targets: target names to check (default: all).
+        targets_file: a targets.toml path (default: $CXHEALTH_TARGETS, ./targets.toml, else the CxTarget blocks).
+        alerts: post to Slack (False: send and queue nothing).
+    """
+    report = await health_report(targets, targets_file, alerts)
     if report["healthy"]:
-        return Completed(message=f"{len(docs)} target(s) healthy", data=report)
-    failures = [{"name": d["name"], "stage": d["stage"], "cause": d["cause"], "summary": d["summary"]}
-                for d in docs if not d["healthy"]]
-    return Failed(message=failure_message(failures), data=report)
+        return Completed(message=f"{len(report['targets'])} target(s) healthy", data=report)
+    return Failed(message=failure_message(_failures(report)), data=report)
 
 
 @flow(name="health-gate", description="Returns when the integrations are healthy; raises IntegrationUnhealthy otherwise.")
 async def health_gate(targets: list[str] | None = None, targets_file: str | None = None, alerts: bool = True) -> dict:
     """Call at the top of a sync flow: the sync never starts against an unhealthy integration.
 
+    The checks, artifacts, events and alerts are the integration-health flow's,
+    run inside this flow run (one flow run, not two: the gate sits in front of
+    every sync, so its overhead matters).
+
     Raises:
         IntegrationUnhealthy: naming each unhealthy target, its stage and cause.
     """
-    state = await integration_health(targets=targets, targets_file=targets_file, alerts=alerts, return_state=True)
-    report = await state.result(raise_on_failure=False) if asyncio.iscoroutinefunction(state.result) else \
-        state.result(raise_on_failure=False)
-    if asyncio.iscoroutine(report):
-        report = await report
-    if isinstance(report, dict) and report.get("healthy"):
-        return {"healthy": True, "targets": [t["name"] for t in report["targets"]]}
-    failures = [{"name": t["name"], "stage": t["stage"], "cause": t["cause"], "summary": t["summary"]}
-                for t in (report.get("targets", []) if isinstance(report, dict) else []) if not t["healthy"]]
-    raise IntegrationUnhealthy(failures or [{"name": "?", "stage": "?", "cause": state.message}])
+    report = await health_report(targets, targets_file, alerts)
+    if not report["healthy"]:
+        raise IntegrationUnhealthy(_failures(report))
+    return {"healthy": True, "targets": [t["name"] for t in report["targets"]]}
 
 
 def run_flow_sync(targets_file: str, names: Sequence[str] | None, alerts: bool = True) -> dict[str, Any]:

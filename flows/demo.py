@@ -69,7 +69,7 @@ def write_targets(path: Path, state: Path, lab: Any, fake: Any, slack: Any) -> N
 
 
 def _show_run(label: str, report: dict[str, Any], connections_before: int, lab_host: Any) -> None:
-    from flows.run_cmd import render_table
+    from flows.report import render_table
 
     _heading(label)
     _say(render_table(report))

@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.states import Completed, Failed
 
+from flows.report import report_markdown, target_table
 from tasks.alerting import send_alerts
 from tasks.endpoints import endpoint_checks
 from tasks.handshake import handshake_diagnostics
@@ -86,44 +87,6 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "target"
 
 
-def report_markdown(report: Mapping[str, Any]) -> str:
-    lines = [f"# Integration health: {'healthy' if report['healthy'] else 'UNHEALTHY'}", "",
-             "| target | health | stage | cause | TLS | token | endpoints | breaker |",
-             "|---|---|---|---|---|---|---|---|"]
-    for t in report["targets"]:
-        hs, oauth, eps = t.get("handshake") or {}, t.get("oauth") or {}, t.get("endpoints") or []
-        lines.append(f"| {t['name']} | {'ok' if t['healthy'] else '**FAIL**'} | {t.get('stage') or '-'} | "
-                     f"`{t.get('cause')}` | {hs.get('protocol') or '-'} {hs.get('cipher') or ''} | "
-                     f"{oauth.get('status') or '-'} | {sum(1 for e in eps if e.get('ok'))}/{len(eps)} | "
-                     f"{(t.get('breaker') or {}).get('state')} |")
-    for t in report["targets"]:
-        if t["healthy"]:
-            continue
-        lines += ["", f"## {t['name']}: `{t.get('cause')}` at {t.get('stage')}", "", t.get("summary") or ""]
-        from flows.run_cmd import _remediation
-
-        for i, step in enumerate(_remediation(t), 1):
-            lines.append(f"{i}. {step}")
-    return "\n".join(lines)
-
-
-def target_table(t: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"check": "handshake", "ok": (t.get("handshake") or {}).get("ok"),
-             "detail": (t.get("handshake") or {}).get("cause"),
-             "protocol": (t.get("handshake") or {}).get("protocol"), "ms": (t.get("handshake") or {}).get("handshake_ms")}]
-    if t.get("oauth"):
-        o = t["oauth"]
-        rows.append({"check": "oauth", "ok": o.get("ok"), "detail": o.get("error") or o.get("status"),
-                     "protocol": o.get("protocol"), "ms": o.get("ms")})
-    for e in t.get("endpoints") or []:
-        rows.append({"check": e.get("path"), "ok": e.get("ok"), "detail": e.get("error") or e.get("status"),
-                     "protocol": e.get("protocol"), "ms": e.get("ms")})
-    rows.append({"check": "breaker", "ok": (t.get("breaker") or {}).get("state") == "closed",
-                 "detail": (t.get("breaker") or {}).get("state"), "protocol": None,
-                 "ms": None})
-    return rows
-
-
 def _emit_events(runs: Sequence[Mapping[str, Any]]) -> None:
     for t in runs:
         resource = {"prefect.resource.id": f"cxhealth.target.{t['name']}", "prefect.resource.name": t["name"]}
@@ -145,7 +108,7 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     """Run every check inside the current flow run and publish the report
     (artifacts, events, Slack). Shared by both flows, so the gate costs one flow run."""
     logger = get_run_logger()
-    from flows.run_cmd import alert_settings, breaker_for
+    from tasks.runtime import alert_settings, breaker_for
 
     config, selected, env = await load_config(targets_file, targets)
     settings = alert_settings(config, env) if alerts else None

@@ -1,0 +1,148 @@
+"""`cxhealth run` per contract §2: the report, exit codes, alerts, bad input.
+
+Given a targets.toml at the fake platform and the TLS lab, when a user runs
+`cxhealth run`, then the JSON report has the contract's keys, the exit status
+says healthy/unhealthy/bad input, `--no-alerts` sends and queues nothing, and
+the breaker's fail-fast shows as stage `breaker_open` with no connection.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+
+from flows.cli import main
+
+CANARY = "canary-run-secret-41c9"
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def platform():
+    from lab.fake_platform import FakeCredentials, FakePlatform
+
+    with FakePlatform(credentials=FakeCredentials(partner_client_secret=CANARY)) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def slack():
+    from lab.fake_slack import FakeSlack
+
+    with FakeSlack(token="xoxb-run-test", channels={"C0RUN": "run"}) as fake:
+        yield fake
+
+
+@pytest.fixture()
+def env(platform, monkeypatch):
+    for name, value in platform.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RUN_SLACK_TOKEN", "xoxb-run-test")
+    monkeypatch.setenv("EXPIRED_PARTNER_SECRET", "not-a-real-secret")
+
+
+def write(tmp_path, platform, tls_lab, slack=None, extra_targets: str = "") -> str:
+    text = platform.targets_toml()
+    expired = tls_lab.scenarios["cert_expired"]
+    text += extra_targets or ""
+    text += "\n".join([
+        "", "[[target]]", 'name = "expired-partner"', 'platform = "generic"', 'client_id = "p"',
+        'client_secret_env = "EXPIRED_PARTNER_SECRET"',
+        f'token_url = "https://{expired.host}:{expired.port}/oauth/token"',
+        f'api_base = "https://{expired.host}:{expired.port}"', 'endpoints = ["/v1/health"]',
+        f'resolve = ["{expired.host}:{expired.port}:127.0.0.1"]', f'ca_bundle = "{tls_lab.client_store}"', ""])
+    if slack is not None:
+        text += f'\n[slack]\nbot_token_env = "RUN_SLACK_TOKEN"\nchannel = "C0RUN"\napi_base = "{slack.api_base}"\n'
+    text += f'\n[breaker]\nstore = "sqlite:///{tmp_path}/cxhealth.sqlite3"\n'
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_healthy_targets_exit_0_with_the_contract_report(tmp_path, platform, tls_lab, env):
+    path = write(tmp_path, platform, tls_lab)
+    code, out, err = run_cli("run", "--targets", path, "--json", "--only", "lab-genesys", "--only", "lab-nice",
+                             "--only", "lab-partner")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["healthy"] is True
+    assert [t["name"] for t in report["targets"]] == ["lab-genesys", "lab-nice", "lab-partner"]
+    for t in report["targets"]:
+        assert {"name", "healthy", "stage", "handshake", "oauth", "endpoints", "breaker"} <= t.keys()
+        assert t["stage"] is None and t["breaker"]["state"] == "closed"
+        assert t["handshake"]["cause"] == "ok" and t["handshake"]["ok"] is True
+        assert {"ok", "status", "ms", "error"} <= t["oauth"].keys() and t["oauth"]["ok"] is True
+        for e in t["endpoints"]:
+            assert {"path", "ok", "status", "ms", "protocol", "cause"} <= e.keys()
+            assert e["protocol"] in ("TLSv1.2", "TLSv1.3")
+    assert CANARY not in out + err
+
+
+def test_an_unhealthy_target_exits_1_and_names_stage_and_cause(tmp_path, platform, tls_lab, env):
+    path = write(tmp_path, platform, tls_lab)
+    code, out, _ = run_cli("run", "--targets", path, "--only", "lab-genesys", "--only", "expired-partner")
+    assert code == 1
+    assert "expired-partner" in out and "handshake" in out and "cert_expired" in out and "UNHEALTHY" in out
+
+
+def test_two_handshake_failures_open_the_breaker_and_the_third_check_makes_no_connection(tmp_path, platform,
+                                                                                           tls_lab, env):
+    path = write(tmp_path, platform, tls_lab)
+    host = tls_lab.scenarios["cert_expired"]
+    stages = []
+    for _ in range(2):
+        code, out, _ = run_cli("run", "--targets", path, "--json", "--only", "expired-partner")
+        stages.append(json.loads(out)["targets"][0]["stage"])
+    before = int(host.connections)
+    code, out, _ = run_cli("run", "--targets", path, "--json", "--only", "expired-partner")
+    third = json.loads(out)["targets"][0]
+    assert stages == ["handshake", "handshake"]
+    assert third["stage"] == "breaker_open" and third["breaker"]["state"] == "open"
+    assert third["breaker"]["reopen_at"] and third["cause"] == "cert_expired"
+    assert int(host.connections) == before, "an open breaker opens no socket"
+    assert code == 1
+
+
+def test_alerts_reach_slack_and_no_alerts_sends_and_queues_nothing(tmp_path, platform, tls_lab, env, slack):
+    path = write(tmp_path, platform, tls_lab, slack=slack)
+    before = len(slack.requests)
+    code, out, _ = run_cli("run", "--targets", path, "--json", "--no-alerts", "--only", "expired-partner")
+    assert code == 1 and "alerts" not in json.loads(out)
+    assert len(slack.requests) == before
+    code, out, _ = run_cli("run", "--targets", path, "--json", "--only", "expired-partner")
+    alerts = json.loads(out)["alerts"]
+    assert alerts["sent"] and alerts["queued"] == 0
+    roots = [m for m in slack.top_level() if "expired-partner" in (m.get("text") or "")]
+    assert len(roots) == 1
+    assert all(CANARY not in r.text and CANARY not in json.dumps(r.headers) for r in slack.requests)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "cannot read"),
+    ("[[target]\nname=", "not valid TOML"),
+    ('[[target]]\nname = "x"\nplatform = "genesys"\nregion = "us_east_1"\nclient_id = "c"\n'
+     'client_secret_env = "CXHEALTH_TEST_UNSET_VARIABLE"\n', "CXHEALTH_TEST_UNSET_VARIABLE"),
+    ('[[target]]\nname = "x"\nplatform = "genesys"\nregion = "mars_1"\nclient_id = "c"\n'
+     'client_secret_env = "HOME"\n', "mars_1"),
+    ('[[target]]\nname = "x"\nplatform = "genesys"\nregion = "us_east_1"\nclient_id = "c"\n'
+     'client_secret = "s3cr3t-inline-value"\n', "client_secret_env"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, content, needle):
+    monkeypatch.delenv("CXHEALTH_TEST_UNSET_VARIABLE", raising=False)
+    path = tmp_path / "targets.toml"
+    if content is not None:
+        path.write_text(content)
+    code, out, err = run_cli("run", "--targets", str(path))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert needle in err
+    assert "s3cr3t-inline-value" not in err

@@ -8,6 +8,13 @@ interleaved rounds of:
 
 Prints both medians and the difference (the goal: <= 0.3 s of orchestration).
 
+``--gap`` idles between calls (outside the timed region). Back to back
+(``--gap 0``) the embedded SQLite server is still persisting the previous
+run's events when the next flow run is created; it answers 503
+(SQLITE_BUSY_SNAPSHOT) and Prefect's client backs off ~2 s. A gate runs once
+before each scheduled sync, so the spaced figure is the representative one;
+both are worth reporting.
+
     .venv/bin/python bench/bench_gate.py [--rounds 15]
 """
 
@@ -29,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--gap", type=float, default=1.0,
+                        help="idle seconds between calls, outside the timed region (0: back to back)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cxhealth-bench-gate-"))
     os.environ["PREFECT_HOME"] = str(tmp / "prefect")
@@ -62,6 +71,7 @@ def main() -> int:
             times: dict[str, list[float]] = {"gate": [], "plain": []}
             for _ in range(args.rounds):
                 for name, fn in (("gate", gate), ("plain", plain)):
+                    await asyncio.sleep(args.gap)  # a gate runs before each (hourly) sync, not back to back
                     start = time.perf_counter()
                     await fn()
                     times[name].append(time.perf_counter() - start)
@@ -69,7 +79,8 @@ def main() -> int:
 
         times = asyncio.run(bench())
     gate_m, plain_m = statistics.median(times["gate"]), statistics.median(times["plain"])
-    print(f"3 healthy lab targets, {args.rounds} interleaved rounds, median seconds (in-process, warm)")
+    print(f"3 healthy lab targets, {args.rounds} interleaved rounds, {args.gap:g} s idle between calls, "
+          "median seconds (in-process, warm)")
     print(f"  plain (no Prefect)      {plain_m:.3f} s")
     print(f"  health_gate flow call   {gate_m:.3f} s")
     print(f"  orchestration overhead  {gate_m - plain_m:+.3f} s  (goal <= 0.300 s: "

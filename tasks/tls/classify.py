@@ -198,6 +198,10 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
     if client is not None and client.complete and client.used_fetched:
         return _incomplete(facts, client, code)
     if ref is not None and ref.complete and not ref.used_fetched:
+        if ref.anchor is not None and not ch.is_self_issued(ref.anchor):
+            # The reference store holds the *intermediate* the server should have sent:
+            # what is missing is not a root, so the client's store is not the problem.
+            return _incomplete(facts, ref, code)
         anchor = ch.name_text(ref.anchor.subject) if ref.anchor is not None else None
         return Verdict(Cause.STALE_TRUST_STORE,
                        f"The chain verifies against the up-to-date reference store (root {anchor!r}) but not against the "
@@ -205,14 +209,18 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
                        {"anchor": anchor})
     if ref is not None and ref.complete and ref.used_fetched:
         return _incomplete(facts, ref, code)
-    top = (client.path[-1] if client is not None else certs[-1])
-    if not ch.is_self_issued(top) and (ch.aia_ca_issuers(top) and not any(r.get("ok") for r in facts.aia)):
+    sent_path = [c for c in (client.path if client is not None else certs) if c in certs]
+    top = sent_path[-1] if sent_path else certs[-1]
+    if not ch.is_self_issued(top) and not ch.is_ca(top):
+        # The server sent its leaf and no CA certificate at all: an omitted intermediate,
+        # whether or not AIA could prove it (private CAs are usually sent with their intermediate).
         urls = ch.aia_ca_issuers(top)
+        why = ("AIA disabled" if not facts.aia_enabled else "AIA fetch failed" if facts.aia
+               else "the leaf has no AIA URL")
         return Verdict(Cause.INCOMPLETE_CHAIN,
-                       f"The server sent a chain that stops at {_cn(top)!r} without its issuer {ch.name_text(top.issuer)!r}; "
-                       f"the issuer could not be fetched from its AIA URL ({'AIA disabled' if not facts.aia_enabled else 'fetch failed'}), "
-                       f"so the chain cannot be completed; OpenSSL verify code {code}.",
-                       {"missing_issuer": ch.name_text(top.issuer), "aia_url": urls[0]})
+                       f"The server sent only its leaf {_cn(top)!r}, without its issuer {ch.name_text(top.issuer)!r}; "
+                       f"the chain cannot be completed here ({why}); OpenSSL verify code {code}.",
+                       {"missing_issuer": ch.name_text(top.issuer), "aia_url": urls[0] if urls else None})
     if client is not None and client.complete:
         # Our path building completes it, OpenSSL did not: a policy rejection (weak key/hash, purpose, ...).
         return Verdict(Cause.UNTRUSTED_ROOT,

@@ -4,8 +4,9 @@ A data table: add a row to teach cxhealth a new product. Each pattern is
 matched case-insensitively against the subject and issuer text of the CA
 certificates in a chain (and of the leaf's issuer). Patterns are chosen to be
 specific to the inspection product, not to a vendor's public CA business
-(e.g. "Symantec" alone would match long-distrusted *public* roots; Blue Coat's
-ProxySG is matched by its own names).
+(e.g. "Symantec" also names long-distrusted *public* roots, but those left every
+trust store and expired by 2026, so a Symantec-named CA in a chain today is Blue
+Coat/Symantec's inspection appliance).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ class InspectionProduct:
 
 INSPECTION_PRODUCTS: tuple[InspectionProduct, ...] = (
     InspectionProduct("Zscaler", ("zscaler",), "Zscaler admin portal: Policy > SSL Inspection > add the domains to 'Do Not Inspect'"),
-    InspectionProduct("Palo Alto Networks", ("palo alto networks", "paloaltonetworks", "pan-os", "forward-trust"),
+    InspectionProduct("Palo Alto Networks", ("palo alto", "paloaltonetworks", "pan-os", "forward-trust"),
                       "PAN-OS: Policies > Decryption > add a 'no-decrypt' rule for the domains"),
     InspectionProduct("Fortinet FortiGate", ("fortinet", "fortigate", "fortiproxy"),
                       "FortiGate: Security Profiles > SSL/SSH Inspection > Exempt from SSL Inspection"),
     InspectionProduct("Netskope", ("netskope",), "Netskope: Policies > SSL Decryption > add a 'Do not decrypt' policy"),
-    InspectionProduct("Blue Coat / Symantec ProxySG", ("blue coat", "bluecoat", "proxysg", "symantec web security", "broadcom edge secure web gateway"),
+    InspectionProduct("Blue Coat / Symantec ProxySG", ("blue coat", "bluecoat", "proxysg", "symantec", "broadcom edge secure web gateway"),
                       "ProxySG: SSL Intercept layer > add an exemption for the domains"),
     InspectionProduct("Cisco Umbrella", ("cisco umbrella", "opendns"), "Umbrella: Policies > Selective Decryption List > add the domains"),
     InspectionProduct("Cisco Secure Web Appliance", ("ironport", "cisco web security", "cisco secure web"),
@@ -36,7 +37,7 @@ INSPECTION_PRODUCTS: tuple[InspectionProduct, ...] = (
     InspectionProduct("Sophos", ("sophos",), "Sophos Firewall: Web > TLS inspection rules > add a 'Don't decrypt' rule"),
     InspectionProduct("Check Point", ("check point", "checkpoint"), "Check Point: HTTPS Inspection policy > add a Bypass rule"),
     InspectionProduct("Forcepoint / Websense", ("forcepoint", "websense"), "Forcepoint: SSL decryption bypass > add the domains"),
-    InspectionProduct("McAfee / Skyhigh Web Gateway", ("mcafee web gateway", "skyhigh", "mwg"),
+    InspectionProduct("McAfee / Skyhigh Web Gateway", ("mcafee", "skyhigh"),
                       "Web Gateway: SSL Scanner > add the domains to the 'do not decrypt' list"),
     InspectionProduct("Barracuda", ("barracuda",), "Barracuda: SSL Inspection > add the domains to exempted domains"),
     InspectionProduct("iboss", ("iboss",), "iboss: SSL Decryption > add the domains to the bypass list"),

@@ -1,0 +1,116 @@
+"""Classification edges of verify code 20/19, as pure functions over real certificates.
+
+The lab scenarios cover each cause once; these pin down how the engine decides
+when a server, a store or an AIA URL differs from the lab's shape: which piece is
+missing — a root (stale store, private CA) or an intermediate (incomplete chain).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from lab import pki
+from tasks.tls import Cause
+from tasks.tls import chain as ch
+from tasks.tls.classify import ChainFacts, classify_verify_failure
+from tasks.tls.probe import ProbeResult
+
+NOW = datetime.now(timezone.utc)
+
+
+def verify_failure(code: int = 20) -> ProbeResult:
+    return ProbeResult(label="verified", ok=False, settings={}, error_kind="verify_error",
+                       reason="CERTIFICATE_VERIFY_FAILED", verify_code=code,
+                       verify_message="unable to get local issuer certificate")
+
+
+def store(label: str, *certs) -> ch.TrustStore:
+    return ch.TrustStore(label, label, tuple(certs))
+
+
+def classify(sent, client_store, reference_store, fetched=(), aia=(), code=20, expect=()):
+    leaf, rest = sent[0], list(sent[1:])
+    facts = ChainFacts(certs=tuple(sent),
+                       client=ch.build_path(leaf, rest, client_store, fetched),
+                       reference=ch.build_path(leaf, rest, reference_store, fetched),
+                       fetched=tuple(fetched), aia=tuple(aia))
+    return classify_verify_failure(verify_failure(code), facts, host="api.example.test", now=NOW,
+                                   expect_issuers=expect)
+
+
+@pytest.fixture(scope="module")
+def public():
+    root = pki.CA.create_root("Example Public Root R1", organization="Example Trust")
+    issuing = root.create_intermediate("Example Public Issuing CA 1", organization="Example Trust")
+    return root, issuing
+
+
+def test_a_root_missing_from_the_client_store_is_a_stale_store(public):
+    root, issuing = public
+    leaf = issuing.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert, issuing.cert], store("client"), store("reference", root.cert))
+    assert verdict.cause is Cause.STALE_TRUST_STORE
+
+
+def test_an_intermediate_only_the_reference_store_holds_is_an_incomplete_chain(public):
+    root, issuing = public
+    leaf = issuing.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert], store("client", root.cert), store("reference", root.cert, issuing.cert))
+    assert verdict.cause is Cause.INCOMPLETE_CHAIN
+    assert "Issuing CA 1" in verdict.details["missing_issuer"]
+
+
+def test_an_intermediate_fetched_through_aia_completes_an_incomplete_chain(public):
+    root, issuing = public
+    leaf = issuing.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert], store("client", root.cert), store("reference", root.cert),
+                       fetched=[issuing.cert], aia=[{"url": "http://aia.example.test/i.cer", "ok": True}])
+    assert verdict.cause is Cause.INCOMPLETE_CHAIN
+    assert verdict.details["aia_url"] == "http://aia.example.test/i.cer"
+
+
+def test_a_lone_leaf_whose_aia_cannot_be_fetched_is_still_an_incomplete_chain(public):
+    _, issuing = public
+    leaf = issuing.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert], store("client"), store("reference"),
+                       aia=[{"url": "http://aia.example.test/i.cer", "ok": False}])
+    assert verdict.cause is Cause.INCOMPLETE_CHAIN
+
+
+def test_a_private_intermediate_without_its_root_is_an_untrusted_root_even_if_aia_fails():
+    root = pki.CA.create_root("Corp Private Root", organization="Example Corp")
+    issuing = root.create_intermediate("Corp Private Issuing CA", organization="Example Corp")
+    leaf = issuing.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert, issuing.cert], store("client"), store("reference"),
+                       aia=[{"url": "http://pki.corp.test/root.cer", "ok": False}])
+    assert verdict.cause is Cause.UNTRUSTED_ROOT
+    assert "Corp Private Root" in verdict.summary
+
+
+def test_a_private_root_sent_by_the_server_is_an_untrusted_root():
+    root = pki.CA.create_root("Corp Private Root 2", organization="Example Corp")
+    issuing = root.create_intermediate("Corp Private Issuing CA 2", organization="Example Corp")
+    leaf = issuing.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert, issuing.cert, root.cert], store("client"), store("reference"), code=19)
+    assert verdict.cause is Cause.UNTRUSTED_ROOT
+
+
+@pytest.mark.parametrize("ca_name", ["Zscaler Root CA", "Palo Alto Decryption Trusted CA", "FortiGate CA",
+                                     "Netskope Certificate Authority", "Blue Coat ProxySG CA",
+                                     "Symantec SSL Visibility Appliance", "Cisco Umbrella Primary SubCA",
+                                     "Sophos SSL CA", "Check Point Outbound Inspection CA", "Forcepoint Cloud CA"])
+def test_inspection_products_are_recognised_by_their_ca_names(ca_name):
+    root = pki.CA.create_root(ca_name)
+    leaf = root.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert], store("client"), store("reference"))
+    assert verdict.cause is Cause.PROXY_INTERCEPTION
+
+
+def test_an_unexpected_issuer_is_interception_not_a_private_ca():
+    root = pki.CA.create_root("Acme Network Gateway CA")
+    leaf = root.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert], store("client"), store("reference"), expect=("DigiCert",))
+    assert verdict.cause is Cause.PROXY_INTERCEPTION
+    assert verdict.details["expected_issuers"] == ["DigiCert"]

@@ -123,7 +123,7 @@ class _Run:
             return None
         result = await probe(self.endpoint, context, label=label, timeout=min(self.timeout, left),
                              settings=settings, address=self.address, server_hostname=server_hostname,
-                             check_post_handshake=post)
+                             check_post_handshake=post, deadline=self.deadline)
         self.probes.append(result)
         return result
 

@@ -177,7 +177,7 @@ async def resolve(endpoint: Endpoint, timeout: float) -> tuple[str | None, float
 async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, timeout: float,
                 settings: dict[str, Any], address: str | None = None,
                 server_hostname: str | None | bool = True,
-                check_post_handshake: bool = False) -> ProbeResult:
+                check_post_handshake: bool = False, deadline: float | None = None) -> ProbeResult:
     """One connection attempt with ``context``.
 
     ``server_hostname``: True sends ``endpoint.server_hostname``; a string sends
@@ -185,7 +185,15 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
     TLS 1.3 for the server to accept our Finished (a session ticket) or reject
     it (certificate_required): TLS 1.3 servers that demand a client certificate
     complete the handshake and fail the first read (platform-facts.md).
+    ``deadline`` (a ``time.perf_counter()`` value) caps every step, so a whole
+    diagnosis keeps its time budget however its steps add up.
     """
+
+    def step(limit: float = timeout) -> float:
+        if deadline is None:
+            return limit
+        return max(0.01, min(limit, deadline - time.perf_counter()))
+
     dns_ms = None
     if address is None:
         address, dns_ms, err = await resolve(endpoint, timeout)
@@ -202,7 +210,7 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
     start = time.perf_counter()
     try:
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (address, endpoint.port)), timeout)
+            await asyncio.wait_for(loop.sock_connect(sock, (address, endpoint.port)), step())
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -212,7 +220,7 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(sock=sock, ssl=context, server_hostname=sni or "",
-                                        ssl_handshake_timeout=timeout + 1), timeout)
+                                        ssl_handshake_timeout=timeout + 1), step())
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -231,7 +239,7 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
                      verified_chain_der=verified, handshake_attempted=True)
         post = None
         if check_post_handshake and facts["protocol"] == "TLSv1.3":
-            post, err = await _await_server_acceptance(reader, ssl_object, min(timeout, 1.0))
+            post, err = await _await_server_acceptance(reader, ssl_object, step(min(timeout, 1.0)))
             if err is not None:
                 return ProbeResult(ok=False, post_handshake=post, **base, **facts, **err)
         return ProbeResult(ok=True, post_handshake=post, **base, **facts)

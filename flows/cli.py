@@ -61,6 +61,13 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", metavar="DIR", help="state directory (default: ./.cxhealth-demo)")
     demo.add_argument("--keep", action="store_true", help="keep the state directory's previous content")
 
+    b = sub.add_parser("breaker", help="show or override the shared circuit breaker of a host")
+    b.add_argument("action", choices=("status", "open", "disable", "clear"))
+    b.add_argument("hosts", nargs="*", metavar="HOST")
+    b.add_argument("--targets", required=True, metavar="FILE", help="the targets.toml whose [breaker] store to use")
+    b.add_argument("--reason", help="why (shown to every caller the override affects)")
+    b.add_argument("--json", action="store_true")
+
     lab = sub.add_parser("lab", help="start the TLS failure lab for manual `cxhealth diagnose` runs",
                          add_help=False)
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
@@ -87,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .run_cmd import run_run
 
             return run_run(args)
+        if args.command == "breaker":
+            from .breaker_cmd import run_breaker
+
+            return run_breaker(args)
         if args.command == "demo":
             from .demo import run_demo
 

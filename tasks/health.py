@@ -90,9 +90,13 @@ class TargetRun:
 
 def _rejected(run: TargetRun, decision: Decision, host: str) -> None:
     last = decision.last_failure or {}
-    when = decision.reopen_at.isoformat(timespec="seconds") if decision.reopen_at else "when an operator clears it"
-    why = (f"the breaker for {host} is open (last failure: {last.get('cause', 'unknown')}); "
-           f"no connection was made; it lets one probe through at {when}")
+    if decision.override is not None:
+        why = (f"the breaker for {host} is forced open by an operator ({decision.override_reason or 'no reason given'}); "
+               "no connection was made; it stays open until the override is cleared (cxhealth breaker clear)")
+    else:
+        when = decision.reopen_at.isoformat(timespec="seconds") if decision.reopen_at else "later"
+        why = (f"the breaker for {host} is open (last failure: {last.get('cause', 'unknown')}); "
+               f"no connection was made; it lets one probe through at {when}")
     run.breaker = breaker_view(decision)
     run.breaker["last_failure"] = last or None
     run.fail("breaker_open", str(last.get("cause") or "breaker_open"), why[0].upper() + why[1:])

@@ -146,3 +146,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, content, needle
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert needle in err
     assert "s3cr3t-inline-value" not in err
+
+
+def test_an_operator_kill_switch_rejects_every_check_until_cleared(tmp_path, platform, tls_lab, env):
+    path = write(tmp_path, platform, tls_lab)
+    from tasks.targets import load_targets
+
+    host = load_targets(path).target("lab-genesys").endpoints_to_diagnose()[0].host
+    code, out, _ = run_cli("breaker", "open", host, "--targets", path, "--reason", "vendor incident INC-1")
+    assert code == 0 and "forced_open" in out
+    before = platform.count(host=host)
+    code, out, _ = run_cli("run", "--targets", path, "--json", "--only", "lab-genesys")
+    target = json.loads(out)["targets"][0]
+    assert code == 1 and target["stage"] == "breaker_open" and "INC-1" in target["summary"]
+    assert platform.count(host=host) == before, "a forced-open breaker opens no connection"
+    code, out, _ = run_cli("breaker", "status", "--targets", path, "--json")
+    assert any(d["host"] == host and d["override"] == "forced_open" for d in json.loads(out))
+    assert run_cli("breaker", "clear", host, "--targets", path)[0] == 0
+    code, out, _ = run_cli("run", "--targets", path, "--json", "--only", "lab-genesys")
+    assert code == 0 and json.loads(out)["healthy"] is True
+
+
+def test_breaker_overrides_need_one_host_and_a_reason(tmp_path, platform, tls_lab, env):
+    path = write(tmp_path, platform, tls_lab)
+    code, _, err = run_cli("breaker", "open", "--targets", path, "--reason", "x")
+    assert code == 2 and "exactly one HOST" in err
+    code, _, err = run_cli("breaker", "open", "api.example.test", "--targets", path)
+    assert code == 2 and "--reason" in err

@@ -152,22 +152,33 @@ async def oauth_stage(target: Target, run: TargetRun, env: Mapping[str, str] | N
 
 async def endpoints_stage(target: Target, breaker: Breaker, run: TargetRun, token: AccessToken,
                           client: Any = None) -> None:
-    """GET each endpoint with the token; every endpoint host is admitted by the breaker first."""
-    hosts = {e.host for e in target.endpoints_to_diagnose()[1:]}
+    """GET each endpoint with the token. Every host is admitted by the breaker
+    before its first request (a NICE API host is known only after discovery);
+    the token host was admitted by the handshake stage."""
+    token_host = target.endpoints_to_diagnose()[0].host
     decisions: dict[str, Decision] = {}
-    for host in sorted(hosts):
-        decision = await asyncio.to_thread(breaker.admit, host)
-        decisions[host] = decision
-        if not decision.admitted:
-            _rejected(run, decision, host)
-            return
-    results: Sequence[EndpointResult] = await check_endpoints(target, token, client=client)
+    refusals: dict[str, str] = {}
+
+    async def admit(host: str) -> str | None:
+        if host == token_host:
+            return None
+        if host not in decisions:
+            decision = await asyncio.to_thread(breaker.admit, host)
+            decisions[host] = decision
+            if not decision.admitted:
+                _rejected(run, decision, host)
+                refusals[host] = run.summary if run.stage == "breaker_open" else f"the breaker for {host} is open"
+        return refusals.get(host)
+
+    results: Sequence[EndpointResult] = await check_endpoints(target, token, client=client, admit=admit)
     run.endpoints = [r.to_dict() for r in results]
     failed_hosts: dict[str, EndpointResult] = {}
     for r in results:
         if r.cause not in (None, "ok") and r.host not in failed_hosts:
             failed_hosts[r.host] = r
     for host, decision in decisions.items():
+        if not decision.admitted:
+            continue
         bad = failed_hosts.get(host)
         if bad is not None:
             t = await asyncio.to_thread(breaker.record_failure, host,

@@ -173,3 +173,18 @@ def test_breaker_overrides_need_one_host_and_a_reason(tmp_path, platform, tls_la
     assert code == 2 and "exactly one HOST" in err
     code, _, err = run_cli("breaker", "open", "api.example.test", "--targets", path)
     assert code == 2 and "--reason" in err
+
+
+def test_a_discovered_api_host_is_admitted_by_the_breaker_before_its_first_request(tmp_path, platform, tls_lab,
+                                                                                      env):
+    from lab.fake_platform import NICE_API
+
+    path = write(tmp_path, platform, tls_lab)
+    assert run_cli("breaker", "open", NICE_API, "--targets", path, "--reason", "maintenance")[0] == 0
+    before = platform.count(host=NICE_API)
+    code, out, _ = run_cli("run", "--targets", path, "--json", "--only", "lab-nice")
+    target = json.loads(out)["targets"][0]
+    assert code == 1 and target["stage"] == "breaker_open"
+    skipped = [e for e in target["endpoints"] if e["host"] == NICE_API]
+    assert skipped and all(e["error"] == "breaker_open" and e["attempts"] == 0 for e in skipped)
+    assert platform.count(host=NICE_API) == before, "no request reached the discovered host"

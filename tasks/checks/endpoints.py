@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,6 +30,10 @@ from tasks.tls.engine import diagnose
 from tasks.tls.model import Diagnosis
 
 _HTTP_ERRORS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
+
+# Consulted before the first request to each host: None admits, a string is why not
+# (the circuit breaker's hook; a discovered NICE API host is only known here).
+Admit = Callable[[str], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,10 @@ class _Run:
     """One pass over a target's endpoints, sharing the client and the per-host diagnoses."""
 
     def __init__(self, target: Target, client: httpx.AsyncClient, retry_policy: RetryPolicy,
-                 clock: Clock | None, diagnoser: Diagnoser | None) -> None:
+                 clock: Clock | None, diagnoser: Diagnoser | None, admit: Admit | None = None) -> None:
         self.target, self.client, self.retry_policy, self.clock = target, client, retry_policy, clock
         self.diagnoser = diagnoser
+        self.admit = admit
         self.diagnoses: dict[tuple[str, int], Diagnosis] = {}
         self.failed_hosts: dict[tuple[str, int], EndpointResult] = {}
 
@@ -103,6 +108,12 @@ class _Run:
                                   summary=f"not attempted: {key[0]}:{key[1]} already failed "
                                           f"({prior.cause or prior.error})",
                                   remediation=prior.remediation), None
+        if self.admit is not None:
+            refused = await self.admit(key[0])
+            if refused is not None:
+                return EndpointResult(path=path, url=url, host=key[0], ok=False, status=None, ms=None, protocol=None,
+                                      cipher=None, cause=None, error="breaker_open", attempts=0, skipped=True,
+                                      summary=f"not attempted: {refused}"), None
         last_ms: list[float] = []
 
         async def send() -> httpx.Response:
@@ -152,8 +163,8 @@ def _body_code(response: httpx.Response) -> str | None:
 
 async def check_endpoints(target: Target, token: AccessToken, *, client: httpx.AsyncClient | None = None,
                           api_base: str | None = None, retry_policy: RetryPolicy = RetryPolicy(),
-                          clock: Clock | None = None,
-                          diagnoser: Diagnoser | None = diagnose) -> tuple[EndpointResult, ...]:
+                          clock: Clock | None = None, diagnoser: Diagnoser | None = diagnose,
+                          admit: Admit | None = None) -> tuple[EndpointResult, ...]:
     """GET each of *target*'s endpoints with *token*; sequential, in the configured order.
 
     Args:
@@ -162,6 +173,8 @@ async def check_endpoints(target: Target, token: AccessToken, *, client: httpx.A
         client: from :func:`tasks.checks.http.client_for`; built (and closed) if None.
         api_base: overrides the profile's (and skips NICE discovery).
         retry_policy, clock, diagnoser: as for :func:`check_token`.
+        admit: asked before the first request to each host (the breaker); a refused
+            host's endpoints are skipped with ``error="breaker_open"`` and no connection.
 
     Returns:
         One :class:`EndpointResult` per endpoint, preceded by the discovery request's
@@ -169,7 +182,7 @@ async def check_endpoints(target: Target, token: AccessToken, *, client: httpx.A
     """
     own_client = client is None
     client = client or client_for(target)
-    run = _Run(target, client, retry_policy, clock, diagnoser)
+    run = _Run(target, client, retry_policy, clock, diagnoser, admit)
     results: list[EndpointResult] = []
     try:
         profile = target.profile()

@@ -28,8 +28,8 @@ STAGES = ("handshake", "oauth", "endpoints", "breaker_open")
 
 def transition_to_dict(t: Transition, target: str | None = None) -> dict[str, Any]:
     return {"kind": str(t.kind), "host": t.host, "target": target,
-            "at": t.at.isoformat() if t.at else None,
-            "reopen_at": t.reopen_at.isoformat() if t.reopen_at else None,
+            "at": t.at.isoformat(timespec="seconds") if t.at else None,
+            "reopen_at": t.reopen_at.isoformat(timespec="seconds") if t.reopen_at else None,
             "summary": t.summary, "trips": t.trips, "fallback": t.fallback}
 
 
@@ -37,7 +37,7 @@ def breaker_view(decision: Decision | None) -> dict[str, Any]:
     if decision is None:
         return {"state": "closed", "reopen_at": None}
     out: dict[str, Any] = {"state": str(decision.state),
-                           "reopen_at": decision.reopen_at.isoformat() if decision.reopen_at else None,
+                           "reopen_at": decision.reopen_at.isoformat(timespec="seconds") if decision.reopen_at else None,
                            "host": decision.host}
     if decision.is_probe:
         out["probe"] = True
@@ -123,7 +123,7 @@ async def handshake_stage(target: Target, breaker: Breaker, run: TargetRun) -> b
     if t is not None or not diagnosis.ok:
         status = await asyncio.to_thread(breaker.status, endpoint.host)
         run.breaker = {"state": str(status.state), "host": status.host,
-                       "reopen_at": status.reopen_at.isoformat() if status.reopen_at else None,
+                       "reopen_at": status.reopen_at.isoformat(timespec="seconds") if status.reopen_at else None,
                        "failures_in_window": status.failures_in_window}
     return diagnosis.ok
 

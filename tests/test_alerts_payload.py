@@ -201,3 +201,15 @@ def test_remediation_follows_the_failed_stage() -> None:
     assert "client_secret_env" in oauth and "Renew the certificate" not in oauth
     endpoints = json.dumps(build_incident_message(sample_result(cause="endpoint_failed")).to_dict())
     assert "scope" in endpoints and "Renew the certificate" not in endpoints
+
+
+def test_an_endpoint_failure_leads_with_that_connections_own_fix() -> None:
+    from tasks.alerts.payload import remediation_for
+
+    result = {"name": "t", "healthy": False, "stage": "endpoints", "handshake": {"remediation": []},
+              "endpoints": [{"path": "/a", "ok": True, "remediation": []},
+                            {"path": "/b", "ok": False, "cause": "protocol_version_mismatch",
+                             "remediation": ["Allow TLS 1.3 in the client policy: set tls_max = \"1.3\"."]}]}
+    steps = remediation_for(result)
+    assert steps[0].startswith("Allow TLS 1.3")
+    assert len(steps) > 1, "the stage checklist follows"

@@ -249,8 +249,14 @@ def remediation_for(result: Mapping[str, Any]) -> list[str]:
         return [str(r) for r in given if r]
     stage = result.get("stage")
     hs = result.get("handshake") if isinstance(result.get("handshake"), Mapping) else {}
+    specific: list[str] = []
+    if stage == "endpoints":  # the failing connection's own diagnosis first (e.g. "allow TLS 1.3")
+        failing = [e for e in result.get("endpoints") or () if isinstance(e, Mapping) and not e.get("ok")]
+        specific = [str(r) for e in failing[:1] for r in e.get("remediation") or () if r]
+    elif stage == "oauth" and isinstance(result.get("oauth"), Mapping):
+        specific = [str(r) for r in result["oauth"].get("remediation") or () if r]
     if stage in STAGE_REMEDIATION:
-        return list(STAGE_REMEDIATION[stage])
+        return specific + [r for r in STAGE_REMEDIATION[stage] if r not in specific]
     return [str(r) for r in hs.get("remediation") or () if r]
 
 

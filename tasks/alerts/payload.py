@@ -288,6 +288,11 @@ def summarize(result: Mapping[str, Any], cause: str) -> str:
 
 
 def _host_of(result: Mapping[str, Any]) -> str:
+    """The host that failed: the failing endpoint's on the endpoints stage, else the token host's."""
+    if result.get("stage") == "endpoints":
+        failing = next((e for e in result.get("endpoints") or () if isinstance(e, Mapping) and not e.get("ok")), None)
+        if failing and failing.get("host"):
+            return str(failing["host"])
     target = _get(result, "handshake", "target") or {}
     host = target.get("host") if isinstance(target, Mapping) else None
     if not host:

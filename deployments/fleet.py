@@ -481,15 +481,9 @@ def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lam
                 _run_step([sys.executable, str(AUTOMATION_SCRIPT), "--pool", o.pool, "--queue", WFM_QUEUE], env,
                           logs / "automation.log")
                 echo(f"work pool {o.pool}, its {WFM_QUEUE} queue and the pause/resume Automations created")
-                worker_env = {**env, **dict(o.worker_env), "PREFECT_WORKER_QUERY_SECONDS": f"{o.worker_poll_s:g}",
-                              "PREFECT_WORKER_PREFETCH_SECONDS": f"{max(o.worker_poll_s, 1):g}"}
                 names = [f"cxhealth-fleet-{i + 1}" for i in range(o.workers)]
                 for name in names:
-                    log = logs / f"{name}.log"
-                    proc = _spawn([*_prefect_cmd(), "worker", "start", "--pool", o.pool, "--type", "process",
-                                   "--name", name], worker_env, log)
-                    state.processes.append(Proc("worker", name, proc.pid, str(log)))
-                    state.save()
+                    start_worker(state, name, o.pool, o.worker_env, o.worker_poll_s)
                 if o.deploy:
                     _run_step([*_prefect_cmd(), "--no-prompt", "deploy", "--all", "--prefect-file",
                                str(PREFECT_FILE)], env, logs / "deploy.log")
@@ -513,6 +507,31 @@ def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lam
     except BaseException:
         down(state_dir, quiet=True)
         raise
+
+
+def start_worker(state: FleetState, name: str, pool: str, extra_env: Mapping[str, str] | None = None,
+                 poll_s: float = 5.0) -> Proc:
+    """Start one ``prefect worker start`` of this fleet (recorded in fleet.json, so ``down`` stops it)."""
+    home = Path(state.state_dir) / "prefect-home"
+    env = {**_base_env(state, home), **dict(extra_env or {}), "PREFECT_WORKER_QUERY_SECONDS": f"{poll_s:g}",
+           "PREFECT_WORKER_PREFETCH_SECONDS": f"{max(poll_s, 1):g}"}
+    log = Path(state.state_dir) / "logs" / f"{name}.log"
+    proc = _spawn([*_prefect_cmd(), "worker", "start", "--pool", pool, "--type", "process", "--name", name],
+                  env, log)
+    record = Proc("worker", name, proc.pid, str(log))
+    state.processes.append(record)
+    state.save()
+    return record
+
+
+def prefect_env(state: FleetState) -> dict[str, str]:
+    """The environment a ``prefect`` command needs to talk to this fleet (isolated PREFECT_HOME)."""
+    return _base_env(state, Path(state.state_dir) / "prefect-home")
+
+
+def run_prefect(state: FleetState, *args: str, log_name: str = "commands.log") -> None:
+    """Run one ``prefect ...`` command against this fleet (output in <state>/logs/*log_name*)."""
+    _run_step([*_prefect_cmd(), *args], prefect_env(state), Path(state.state_dir) / "logs" / log_name)
 
 
 @dataclass

@@ -73,10 +73,17 @@ def test_an_intermediate_fetched_through_aia_completes_an_incomplete_chain(publi
 
 def test_a_lone_leaf_whose_aia_cannot_be_fetched_is_still_an_incomplete_chain(public):
     _, issuing = public
-    leaf = issuing.issue_leaf(["api.example.test"])
+    leaf = issuing.issue_leaf(["api.example.test"], aia_ca_issuers_url="http://aia.example.test/i.cer")
     verdict = classify([leaf.cert], store("client"), store("reference"),
                        aia=[{"url": "http://aia.example.test/i.cer", "ok": False}])
     assert verdict.cause is Cause.INCOMPLETE_CHAIN
+
+
+def test_a_lone_leaf_signed_directly_by_an_unknown_root_is_an_untrusted_root():
+    root = pki.CA.create_root("Test Harness Root")  # trustme-style: the root signs the leaf
+    leaf = root.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert], store("client"), store("reference"))
+    assert verdict.cause is Cause.UNTRUSTED_ROOT
 
 
 def test_a_private_intermediate_without_its_root_is_an_untrusted_root_even_if_aia_fails():

@@ -23,6 +23,8 @@ import typing
 from typing import Mapping
 
 import httpcore
+
+from tasks.tls.chain import names_cover
 import httpx
 
 from tasks.tls.policy import TLSPolicy, _build_context
@@ -47,37 +49,13 @@ def tls_facts(response: httpx.Response) -> tuple[str | None, str | None]:
 
 
 def hostname_matches(cert: Mapping[str, typing.Any], hostname: str) -> bool:
-    """RFC 6125 check of a verified peer cert (``getpeercert()`` form) against *hostname*.
+    """Does a verified peer cert (``getpeercert()`` form) cover *hostname*?
 
-    SAN only (no CN fallback, as OpenSSL's check in Python); a wildcard only as the
-    whole left-most label, matching exactly one label. Used for SNI overrides,
+    The engine's rule (:func:`tasks.tls.chain.names_cover`). Used for SNI overrides,
     where OpenSSL checks the SNI name and we must check the real one.
     """
     sans = cert.get("subjectAltName", ())
-    host = hostname.rstrip(".").lower()
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        ip = None
-    for kind, value in sans:
-        if ip is not None:
-            if kind == "IP Address":
-                try:
-                    if ipaddress.ip_address(value.strip()) == ip:
-                        return True
-                except ValueError:
-                    continue
-            continue
-        if kind != "DNS":
-            continue
-        pattern = value.rstrip(".").lower()
-        if pattern == host:
-            return True
-        if pattern.startswith("*.") and "*" not in pattern[2:] and pattern.count(".") >= 2:
-            head, _, rest = host.partition(".")
-            if head and rest == pattern[2:]:
-                return True
-    return False
+    return names_cover([v for k, v in sans if k == "DNS"], [v for k, v in sans if k == "IP Address"], hostname)
 
 
 class RealHostnameMismatch(httpcore.ConnectError):

@@ -312,25 +312,41 @@ def build_path(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate]
 # --- host names -------------------------------------------------------------------
 
 def hostname_matches(cert: x509.Certificate, host: str) -> bool:
-    """RFC 6125 matching: SAN DNS names (left-most wildcard label) or IP SANs."""
-    host = host.rstrip(".").lower()
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
+    """Does the certificate's SAN cover ``host``? (see :func:`names_cover`)"""
     try:
         ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
     except x509.ExtensionNotFound:
         return False
+    return names_cover(ext.get_values_for_type(x509.DNSName),
+                       [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)], host)
+
+
+def names_cover(dns_names: Iterable[str], ip_names: Iterable[str], host: str) -> bool:
+    """RFC 6125 matching, the one rule for the whole project: SANs only (no CN
+    fallback, like OpenSSL's check in Python); an IP host matches IP SANs only;
+    a wildcard only as the whole left-most label of a name with at least two more
+    labels, matching exactly one label (``*.example.com`` covers ``api.example.com``,
+    not ``example.com``, ``a.b.example.com``; ``*.com`` covers nothing)."""
+    host = host.rstrip(".").lower()
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
     if ip is not None:
-        return ip in ext.get_values_for_type(x509.IPAddress)
-    for pattern in ext.get_values_for_type(x509.DNSName):
-        pattern = pattern.rstrip(".").lower()
+        for value in ip_names:
+            try:
+                if ipaddress.ip_address(value.strip()) == ip:
+                    return True
+            except ValueError:
+                continue
+        return False
+    for value in dns_names:
+        pattern = value.rstrip(".").lower()
         if pattern == host:
             return True
-        if pattern.startswith("*.") and "." in host:
+        if pattern.startswith("*.") and "*" not in pattern[2:] and pattern.count(".") >= 2:
             head, _, rest = host.partition(".")
-            if rest == pattern[2:] and head:
+            if head and rest == pattern[2:]:
                 return True
     return False
 

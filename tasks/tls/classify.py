@@ -211,16 +211,16 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
         return _incomplete(facts, ref, code)
     sent_path = [c for c in (client.path if client is not None else certs) if c in certs]
     top = sent_path[-1] if sent_path else certs[-1]
-    if not ch.is_self_issued(top) and not ch.is_ca(top):
-        # The server sent its leaf and no CA certificate at all: an omitted intermediate,
-        # whether or not AIA could prove it (private CAs are usually sent with their intermediate).
-        urls = ch.aia_ca_issuers(top)
-        why = ("AIA disabled" if not facts.aia_enabled else "AIA fetch failed" if facts.aia
-               else "the leaf has no AIA URL")
+    urls = ch.aia_ca_issuers(top)
+    if not ch.is_self_issued(top) and not ch.is_ca(top) and urls:
+        # The server sent its leaf alone, and the leaf names where its issuer is published
+        # (as public CAs do) but it could not be fetched here: an omitted intermediate.
+        # A lone leaf without an AIA URL is more often signed directly by a private root.
+        why = "AIA disabled (--no-aia)" if not facts.aia_enabled else "the AIA fetch failed"
         return Verdict(Cause.INCOMPLETE_CHAIN,
                        f"The server sent only its leaf {_cn(top)!r}, without its issuer {ch.name_text(top.issuer)!r}; "
                        f"the chain cannot be completed here ({why}); OpenSSL verify code {code}.",
-                       {"missing_issuer": ch.name_text(top.issuer), "aia_url": urls[0] if urls else None})
+                       {"missing_issuer": ch.name_text(top.issuer), "aia_url": urls[0]})
     if client is not None and client.complete:
         # Our path building completes it, OpenSSL did not: a policy rejection (weak key/hash, purpose, ...).
         return Verdict(Cause.UNTRUSTED_ROOT,

@@ -101,8 +101,8 @@ def _emit_events(runs: Sequence[Mapping[str, Any]]) -> None:
                                  "prefect.resource.name": tr["host"], "cxhealth.target": t["name"]},
                        related=[{"prefect.resource.id": f"cxhealth.target.{t['name']}",
                                  "prefect.resource.role": "target"}],
-                       payload={"transition": tr["kind"], "reopen_at": tr.get("reopen_at"),
-                                "cause": (tr.get("summary") or {}).get("cause")})
+                       payload={"transition": tr["kind"], "at": tr.get("at"), "reopen_at": tr.get("reopen_at"),
+                                "trips": tr.get("trips"), "cause": (tr.get("summary") or {}).get("cause")})
 
 
 async def health_report(targets: list[str] | None, targets_file: str | None, alerts: bool,

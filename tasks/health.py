@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
 from tasks.breaker import Breaker, Decision, Transition
@@ -26,10 +26,19 @@ from tasks.tls import Diagnosis, diagnose
 STAGES = ("handshake", "oauth", "endpoints", "breaker_open")
 
 
+def _reopen_text(when: datetime | None) -> str | None:
+    """A reopen time to the second, rounded *up*: a caller who waits until it is let through."""
+    if when is None:
+        return None
+    if when.microsecond:
+        when = when.replace(microsecond=0) + timedelta(seconds=1)
+    return when.isoformat()
+
+
 def transition_to_dict(t: Transition, target: str | None = None) -> dict[str, Any]:
     return {"kind": str(t.kind), "host": t.host, "target": target,
             "at": t.at.isoformat(timespec="seconds") if t.at else None,
-            "reopen_at": t.reopen_at.isoformat(timespec="seconds") if t.reopen_at else None,
+            "reopen_at": _reopen_text(t.reopen_at),
             "summary": t.summary, "trips": t.trips, "fallback": t.fallback}
 
 
@@ -37,7 +46,7 @@ def breaker_view(decision: Decision | None) -> dict[str, Any]:
     if decision is None:
         return {"state": "closed", "reopen_at": None}
     out: dict[str, Any] = {"state": str(decision.state),
-                           "reopen_at": decision.reopen_at.isoformat(timespec="seconds") if decision.reopen_at else None,
+                           "reopen_at": _reopen_text(decision.reopen_at),
                            "host": decision.host}
     if decision.is_probe:
         out["probe"] = True
@@ -94,7 +103,7 @@ def _rejected(run: TargetRun, decision: Decision, host: str) -> None:
         why = (f"the breaker for {host} is forced open by an operator ({decision.override_reason or 'no reason given'}); "
                "no connection was made; it stays open until the override is cleared (cxhealth breaker clear)")
     else:
-        when = decision.reopen_at.isoformat(timespec="seconds") if decision.reopen_at else "later"
+        when = _reopen_text(decision.reopen_at) or "later"
         why = (f"the breaker for {host} is open (last failure: {last.get('cause', 'unknown')}); "
                f"no connection was made; it lets one probe through at {when}")
     run.breaker = breaker_view(decision)
@@ -123,7 +132,7 @@ async def handshake_stage(target: Target, breaker: Breaker, run: TargetRun) -> b
     if t is not None or not diagnosis.ok:
         status = await asyncio.to_thread(breaker.status, endpoint.host)
         run.breaker = {"state": str(status.state), "host": status.host,
-                       "reopen_at": status.reopen_at.isoformat(timespec="seconds") if status.reopen_at else None,
+                       "reopen_at": _reopen_text(status.reopen_at),
                        "failures_in_window": status.failures_in_window}
     return diagnosis.ok
 

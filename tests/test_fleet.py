@@ -302,8 +302,8 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
     assert kinds[0] == "opened" and kinds[-1] == "closed" and set(kinds[1:-1]) == {"reopened"}, kinds
     opens = [e for e in transitions if e["payload"]["transition"] in ("opened", "reopened")]
     reopen_times = watch.stop()
-    assert [math.floor(r) for r in reopen_times] == [int(_epoch(e["payload"]["reopen_at"])) for e in opens], \
-        "the events on the server name the store's reopen times (to the second)"
+    assert [math.ceil(r) for r in reopen_times] == [int(_epoch(e["payload"]["reopen_at"])) for e in opens], \
+        "the events on the server name the store's reopen times (to the second, rounded up)"
     # open_s == max_open_s: each (re)open lasts OPEN_S, so it began at reopen_at - OPEN_S.
     windows = [(r - OPEN_S, r) for r in reopen_times]
     seen = flaky.connections(until=flip)

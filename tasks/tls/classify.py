@@ -369,13 +369,7 @@ def collect_warnings(*, certs: Sequence[x509.Certificate], verified: Sequence[x5
                      soon_days: int, tls12_only: bool, handshake_verified: bool,
                      names_for_inspection: Sequence[str]) -> list[Finding]:
     out: list[Finding] = []
-    seen: set[bytes] = set()
-    everything = []
-    for c in list(certs) + list(verified):
-        fp = c.fingerprint(ch.hashes.SHA256())
-        if fp not in seen:
-            seen.add(fp)
-            everything.append(c)
+    everything = list(dict.fromkeys(list(certs) + list(verified)))  # certificates compare by their DER
     horizon = now + timedelta(days=soon_days)
     for c in everything:
         if now <= ch.not_after(c) < horizon:

@@ -11,7 +11,6 @@ import asyncio
 import functools
 import os
 import ssl
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +20,8 @@ from . import chain as ch
 from . import classify as cl
 from .model import Cause, Diagnosis, Endpoint, Finding
 from .policy import TLSPolicy, explain_only_context, _apply_versions_and_ciphers, load_client_identity
-from .probe import HANDSHAKE_TIMEOUT, POST_HANDSHAKE, RESET, TLS_ALERT, VERIFY, ProbeResult, fetch_aia, probe, resolve
+from .probe import (POST_HANDSHAKE, VERIFY, ProbeResult, fetch_aia, probe, resolve,
+                    watch_certificate_requests)
 from .remediation import Facts, remediation_for
 
 MAX_HANDSHAKES = 5
@@ -53,13 +53,13 @@ class DiagnoseOptions:
 
 @functools.lru_cache(maxsize=64)
 def _verifying_context(policy: TLSPolicy, check_hostname: bool) -> ssl.SSLContext:
-    if check_hostname:
-        return policy.ssl_context()
-    # No SNI: OpenSSL can only check the host name it was given as SNI, so the
-    # chain is verified here and the name is checked on the leaf afterwards.
-    policy.ssl_context()  # same validation and errors as the SNI path
+    """The probe's own verifying context (not the one httpx clients share): it
+    watches for a CertificateRequest, and without SNI it checks the chain only —
+    OpenSSL can only check the host name it was given as SNI, so the name is then
+    checked on the leaf afterwards (classify_success)."""
+    policy.ssl_context()  # the same validation and one-line errors as every other path
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
+    ctx.check_hostname = check_hostname
     ctx.verify_mode = ssl.CERT_REQUIRED
     if policy.ca_bundle:
         ctx.load_verify_locations(cafile=os.path.expanduser(policy.ca_bundle))
@@ -67,13 +67,14 @@ def _verifying_context(policy: TLSPolicy, check_hostname: bool) -> ssl.SSLContex
         ctx.load_default_certs()
     _apply_versions_and_ciphers(ctx, policy)
     load_client_identity(ctx, policy)
-    return ctx
+    return watch_certificate_requests(ctx)
 
 
 @functools.lru_cache(maxsize=1)
 def _dummy_client_identity() -> tuple[str, str]:
     """A throwaway self-signed client certificate: offering one tells a server
     that demands mTLS (it answers with a different alert) from other failures."""
+    import tempfile
     from datetime import timedelta
 
     from cryptography import x509

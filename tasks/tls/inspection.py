@@ -11,6 +11,7 @@ Coat/Symantec's inspection appliance).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -59,8 +60,16 @@ def match_inspection(names: Iterable[str],
                      products: tuple[InspectionProduct, ...] = INSPECTION_PRODUCTS) -> tuple[InspectionProduct, str] | None:
     """The first product whose pattern appears in one of ``names``, and that name."""
     for text in names:
-        lowered = text.lower()
-        for product in products:
-            if any(p in lowered for p in product.patterns):
-                return product, text
+        product = _product_of(text, products)
+        if product is not None:
+            return product, text
+    return None
+
+
+@functools.lru_cache(maxsize=4096)  # the same CA names recur across every endpoint of a run
+def _product_of(text: str, products: tuple[InspectionProduct, ...]) -> InspectionProduct | None:
+    lowered = text.lower()
+    for product in products:
+        if any(p in lowered for p in product.patterns):
+            return product
     return None

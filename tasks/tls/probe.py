@@ -156,6 +156,50 @@ def _chains(ssl_object: ssl.SSLObject) -> tuple[tuple[bytes, ...], tuple[bytes, 
     return ((leaf,) if leaf else ()), ()
 
 
+# --- did the server ask for a client certificate? ----------------------------------
+#
+# Only a server that sent a CertificateRequest can reject a TLS 1.3 client after
+# the handshake, so only then is the post-handshake wait worth its cost (the
+# server's answer to our Finished can queue behind its other handshakes).
+# CPython's SSLContext._msg_callback (undocumented, in CPython since 3.8, used by
+# its own test suite) reports each handshake message; without it we always wait.
+MSG_CALLBACK_SUPPORTED = hasattr(ssl.SSLContext, "_msg_callback")
+_CERTIFICATE_REQUEST = 13  # HandshakeType.certificate_request (RFC 8446 §4)
+_HANDSHAKE = 22            # ContentType.handshake
+_CERT_REQUESTED: set[int] = set()
+
+
+def note_certificate_request(conn: Any, direction: str, version: Any, content_type: Any, msg_type: Any,
+                             data: bytes) -> None:
+    """The context's message callback: remember connections asked for a certificate."""
+    if msg_type == _CERTIFICATE_REQUEST and content_type == _HANDSHAKE and direction == "read":
+        _CERT_REQUESTED.add(id(conn))
+
+
+note_certificate_request.user_function = note_certificate_request  # type: ignore[attr-defined]
+
+
+def watch_certificate_requests(context: ssl.SSLContext) -> ssl.SSLContext:
+    if not MSG_CALLBACK_SUPPORTED:
+        return context
+    try:
+        # The C-level slot takes raw ints; ssl.py's property wraps the callback to turn
+        # three fields into enums on every TLS message (~0.25 ms per handshake). The
+        # property's getter reads ``user_function``, so it still reports our callback.
+        import _ssl
+
+        _ssl._SSLContext._msg_callback.__set__(context, note_certificate_request)  # type: ignore[attr-defined]
+    except (ImportError, AttributeError, TypeError):
+        context._msg_callback = note_certificate_request  # type: ignore[attr-defined]
+    return context
+
+
+def _certificate_requested(context: ssl.SSLContext, ssl_object: ssl.SSLObject) -> bool:
+    if getattr(context, "_msg_callback", None) is not note_certificate_request:
+        return True  # not watched: assume it may have been (and wait)
+    return id(ssl_object) in _CERT_REQUESTED
+
+
 async def resolve(endpoint: Endpoint, timeout: float) -> tuple[str | None, float | None, dict[str, Any] | None]:
     """The address to connect to: ``endpoint.address`` or the first DNS answer."""
     if endpoint.address:
@@ -239,12 +283,16 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
                      verified_chain_der=verified, handshake_attempted=True)
         post = None
         if check_post_handshake and facts["protocol"] == "TLSv1.3":
-            post, err = await _await_server_acceptance(reader, ssl_object, step(min(timeout, 1.0)))
-            if err is not None:
-                return ProbeResult(ok=False, post_handshake=post, **base, **facts, **err)
+            if _certificate_requested(context, ssl_object):
+                post, err = await _await_server_acceptance(reader, ssl_object, step(min(timeout, 1.0)))
+                if err is not None:
+                    return ProbeResult(ok=False, post_handshake=post, **base, **facts, **err)
+            else:
+                post = "no_certificate_request"
         return ProbeResult(ok=True, post_handshake=post, **base, **facts)
     finally:
         if writer is not None:
+            _CERT_REQUESTED.discard(id(writer.get_extra_info("ssl_object")))
             writer.transport.abort()  # nothing is sent after the handshake
         else:
             sock.close()

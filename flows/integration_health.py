@@ -112,7 +112,8 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
 
     ``detailed``: three task runs per target (handshake, token, endpoints) and a
     table artifact per target, as ops read them in the UI; False is the gate's
-    lean path: one task run per target and the report artifact only.
+    lean path: one task run per target, and the report artifact only when the
+    gate fails (events are emitted either way).
     """
     logger = get_run_logger()
     from tasks.runtime import alert_settings, breaker_for
@@ -142,9 +143,10 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     for d in docs:
         logger.info("%s: %s%s", d["name"], "healthy" if d["healthy"] else f"{d['stage']} failed ({d['cause']})",
                     f" — {d['summary']}" if not d["healthy"] else "")
+    publish_report = detailed or not report["healthy"]  # a healthy gate's report is read by no one
     await asyncio.gather(
-        create_markdown_artifact(key="cxhealth-report", markdown=report_markdown(report),
-                                 description="cxhealth integration health report"),
+        *((create_markdown_artifact(key="cxhealth-report", markdown=report_markdown(report),
+                                    description="cxhealth integration health report"),) if publish_report else ()),
         *(create_table_artifact(key=f"cxhealth-target-{_slug(d['name'])}", table=target_table(d),
                                 description=f"{d['name']}: {'healthy' if d['healthy'] else d['cause']}")
           for d in (docs if detailed else ())))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from tasks.remedies import remediation_for
+
 
 def render_table(report: Mapping[str, Any]) -> str:
     rows = [("TARGET", "HEALTH", "STAGE", "CAUSE", "TLS", "TOKEN", "ENDPOINTS", "BREAKER")]
@@ -24,7 +26,7 @@ def render_table(report: Mapping[str, Any]) -> str:
     for t in report["targets"]:
         if not t["healthy"]:
             lines.append(f"- {t['name']}: {t.get('summary')}")
-            for step in remediation_of(t)[:2]:
+            for step in remediation_for(t)[:2]:
                 lines.append(f"    fix: {step}")
     alerts = report.get("alerts")
     if alerts:
@@ -32,19 +34,6 @@ def render_table(report: Mapping[str, Any]) -> str:
                      + (f", config errors: {'; '.join(alerts['config_errors'])}" if alerts.get("config_errors") else ""))
     lines.append("healthy" if report["healthy"] else "UNHEALTHY")
     return "\n".join(lines)
-
-
-def remediation_of(target: Mapping[str, Any]) -> list[str]:
-    stage = target.get("stage")
-    if stage == "handshake":
-        return list((target.get("handshake") or {}).get("remediation") or [])
-    if stage == "oauth":
-        return list((target.get("oauth") or {}).get("remediation") or [])
-    if stage == "endpoints":
-        for e in target.get("endpoints") or []:
-            if not e.get("ok"):
-                return list(e.get("remediation") or [])
-    return []
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
@@ -61,7 +50,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         if t["healthy"]:
             continue
         lines += ["", f"## {t['name']}: `{t.get('cause')}` at {t.get('stage')}", "", t.get("summary") or ""]
-        for i, step in enumerate(remediation_of(t), 1):
+        for i, step in enumerate(remediation_for(t), 1):
             lines.append(f"{i}. {step}")
     return "\n".join(lines)
 

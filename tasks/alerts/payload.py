@@ -27,6 +27,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from tasks.remedies import STAGE_REMEDIATION, remediation_for  # noqa: F401 - re-exported
+
 # Slack's documented limits (api.slack.com/reference/block-kit/blocks).
 MAX_BLOCKS = 50
 MAX_HEADER = 150
@@ -221,43 +223,6 @@ def _fields(pairs: Sequence[tuple[str, str]]) -> tuple[SectionBlock, bool]:
 def _context(parts: Sequence[str]) -> ContextBlock:
     elements = [MarkdownTextObject(text=_cut(p, MAX_SECTION)) for p in parts if p][:MAX_CONTEXT_ELEMENTS]
     return ContextBlock(elements=elements)
-
-
-STAGE_REMEDIATION = {
-    "oauth": (
-        "Check the client id and the secret in the variable named by client_secret_env (and access_key_* for NICE).",
-        "Check that the OAuth client is active and has the client-credentials grant on the platform.",
-        "Check token_url / region: a 401/400 from the wrong region looks like bad credentials.",
-    ),
-    "endpoints": (
-        "Check the failing paths' HTTP status: 401/403 is a missing scope or role on the OAuth client, 5xx is the platform.",
-        "Compare the TLS version and cipher per endpoint: gateways may route paths to clusters with different TLS settings.",
-        "Check the platform's status page before changing anything locally.",
-    ),
-    "breaker_open": (
-        "Nothing to do right now: every run fails fast until the probe time, then one probe is let through.",
-        "Read the thread of this incident (or the breaker alert) for the diagnosis that opened the breaker.",
-    ),
-}
-
-
-def remediation_for(result: Mapping[str, Any]) -> list[str]:
-    """What to do, most likely fix first: the diagnosis' own list for a handshake
-    failure, a stage's checklist otherwise (a healthy handshake's list is no advice)."""
-    given = result.get("remediation")
-    if isinstance(given, list) and given:
-        return [str(r) for r in given if r]
-    stage = result.get("stage")
-    hs = result.get("handshake") if isinstance(result.get("handshake"), Mapping) else {}
-    specific: list[str] = []
-    if stage == "endpoints":  # the failing connection's own diagnosis first (e.g. "allow TLS 1.3")
-        failing = [e for e in result.get("endpoints") or () if isinstance(e, Mapping) and not e.get("ok")]
-        specific = [str(r) for e in failing[:1] for r in e.get("remediation") or () if r]
-    elif stage == "oauth" and isinstance(result.get("oauth"), Mapping):
-        specific = [str(r) for r in result["oauth"].get("remediation") or () if r]
-    if stage in STAGE_REMEDIATION:
-        return specific + [r for r in STAGE_REMEDIATION[stage] if r not in specific]
-    return [str(r) for r in hs.get("remediation") or () if r]
 
 
 def summarize(result: Mapping[str, Any], cause: str) -> str:

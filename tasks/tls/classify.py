@@ -299,8 +299,9 @@ def classify_handshake_failure(first: ProbeResult, probes: Sequence[ProbeResult]
     if versions is not None and versions.ok:
         in_range = _version_in_range(versions.protocol, tls_min, tls_max)
         if not in_range:
+            allowed = f"only TLS {tls_min}" if tls_min == tls_max else f"TLS {tls_min}–{tls_max}"
             return Verdict(Cause.PROTOCOL_VERSION_MISMATCH,
-                           f"The client allows TLS {tls_min}–{tls_max}; the server refused that range ({reason or first.error_kind}) "
+                           f"The client allows {allowed}; the server refused that range ({reason or first.error_kind}) "
                            f"and negotiates {versions.protocol} when allowed: the two ranges do not overlap.",
                            {"server_version": versions.protocol})
         return Verdict(Cause.CIPHER_MISMATCH,

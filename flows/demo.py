@@ -170,7 +170,7 @@ def run_demo(args: Any) -> int:
     _say(f"  flow runs, artifacts and events: Prefect's SQLite under {state / 'prefect'}")
     _say(f"    browse them: PREFECT_HOME={state / 'prefect'} .venv/bin/prefect server start   (then http://127.0.0.1:4200)")
     _say(f"  breaker and alert state: {state / 'cxhealth.sqlite3'}")
-    _say(f"  try one scenario yourself: .venv/bin/cxhealth lab   (prints a cxhealth diagnose command per scenario)")
+    _say("  try one scenario yourself: .venv/bin/cxhealth lab   (prints a cxhealth diagnose command per scenario)")
     _say("demo finished; the lab is stopped and nothing is left running.")
     sys.stdout.flush()
     return 0

@@ -195,8 +195,6 @@ async def health_gate(targets: list[str] | None = None, targets_file: str | None
 
 def run_flow_sync(targets_file: str, names: Sequence[str] | None, alerts: bool = True) -> dict[str, Any]:
     """Run integration-health as a flow run from the CLI (`cxhealth run --flow`) and return its report."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: F401
-
     async def go() -> dict[str, Any]:
         state = await integration_health(targets=list(names) if names else None,
                                           targets_file=str(Path(targets_file).resolve()), alerts=alerts,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from .cli import UsageError
 

@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from tasks.remedies import STAGE_REMEDIATION, remediation_for  # noqa: F401 - re-exported
+from tasks.remedies import remediation_for
 
 # Slack's documented limits (api.slack.com/reference/block-kit/blocks).
 MAX_BLOCKS = 50

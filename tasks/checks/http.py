@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 import typing
 from typing import Mapping
@@ -27,7 +26,7 @@ import httpcore
 from tasks.tls.chain import names_cover
 import httpx
 
-from tasks.tls.policy import TLSPolicy, _build_context
+from tasks.tls.policy import TLSPolicy, build_verifying_context
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from tasks.targets import Target
@@ -184,9 +183,9 @@ def build_client(policy: TLSPolicy, *, resolve: Mapping[tuple[str, int], str] | 
     if transport is None:
         sni_context = None
         if sni:
-            # A fresh (uncached) context: the shared cached one must keep check_hostname on.
-            sni_context = _build_context.__wrapped__(policy, _HTTP1_ALPN)
-            sni_context.check_hostname = False  # the real-host check is done in _SNIOverrideStream
+            # The chain is verified (CERT_REQUIRED); the name is checked against the real
+            # host in _SNIOverrideStream, since OpenSSL would check the SNI name instead.
+            sni_context = build_verifying_context(policy, alpn=_HTTP1_ALPN, check_hostname=False)
             assert sni_context.verify_mode == ssl.CERT_REQUIRED
         backend = RoutingBackend(resolve, sni=sni, sni_context=sni_context)
         transport = VerifiedTransport(policy.ssl_context(alpn=_HTTP1_ALPN), backend)

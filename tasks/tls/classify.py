@@ -17,7 +17,7 @@ from . import chain as ch
 from .inspection import InspectionProduct, match_inspection
 from .model import Cause, Finding, WarningCode
 from .probe import (DNS_FAILURE, HANDSHAKE_TIMEOUT, POST_HANDSHAKE, RESET, TCP_ERROR, TCP_REFUSED,
-                    TCP_TIMEOUT, TLS_ALERT, VERIFY, ProbeResult)
+                    TCP_TIMEOUT, ProbeResult)
 
 # OpenSSL handshake reasons (Python 3.11, OpenSSL 3.0).
 NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",

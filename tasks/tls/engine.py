@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from . import chain as ch
 from . import classify as cl
 from .model import Cause, Diagnosis, Endpoint, Finding
-from .policy import TLSPolicy, explain_only_context, _apply_versions_and_ciphers, load_client_identity
+from .policy import TLSPolicy, build_verifying_context, explain_only_context
 from .probe import (POST_HANDSHAKE, VERIFY, ProbeResult, fetch_aia, probe, resolve,
                     watch_certificate_requests)
 from .remediation import Facts, remediation_for
@@ -57,17 +57,7 @@ def _verifying_context(policy: TLSPolicy, check_hostname: bool) -> ssl.SSLContex
     watches for a CertificateRequest, and without SNI it checks the chain only —
     OpenSSL can only check the host name it was given as SNI, so the name is then
     checked on the leaf afterwards (classify_success)."""
-    policy.ssl_context()  # the same validation and one-line errors as every other path
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = check_hostname
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    if policy.ca_bundle:
-        ctx.load_verify_locations(cafile=os.path.expanduser(policy.ca_bundle))
-    else:
-        ctx.load_default_certs()
-    _apply_versions_and_ciphers(ctx, policy)
-    load_client_identity(ctx, policy)
-    return watch_certificate_requests(ctx)
+    return watch_certificate_requests(build_verifying_context(policy, check_hostname=check_hostname))
 
 
 @functools.lru_cache(maxsize=1)
@@ -188,8 +178,10 @@ async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime)
     explain = await run.run("explain_chain", explain_only_context(policy),
                             _settings(policy, endpoint.server_hostname, verify=False))
     if explain is None or not explain.ok or not explain.chain_der:
-        verdict = cl.Verdict(Cause.UNTRUSTED_ROOT if first.verify_code not in (10, 9, 62, 64) else
-                             {10: Cause.CERT_EXPIRED, 9: Cause.CERT_NOT_YET_VALID}.get(first.verify_code or 0, Cause.HOSTNAME_MISMATCH),
+        # No chain to analyse: the verify code alone names what it can.
+        by_code = {cl.V_EXPIRED: Cause.CERT_EXPIRED, cl.V_NOT_YET_VALID: Cause.CERT_NOT_YET_VALID,
+                   cl.V_HOSTNAME: Cause.HOSTNAME_MISMATCH, cl.V_IP: Cause.HOSTNAME_MISMATCH}
+        verdict = cl.Verdict(by_code.get(first.verify_code or 0, Cause.UNTRUSTED_ROOT),
                              f"Certificate verification failed (OpenSSL verify code {first.verify_code}: "
                              f"{first.verify_message}); the chain could not be captured for analysis.")
         return _finish(run, verdict, now, first=first)

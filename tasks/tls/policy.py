@@ -126,7 +126,18 @@ def load_client_identity(ctx: ssl.SSLContext, policy: TLSPolicy) -> None:
 
 @functools.lru_cache(maxsize=64)
 def _build_context(policy: TLSPolicy, alpn: tuple[str, ...] | None) -> ssl.SSLContext:
+    return build_verifying_context(policy, alpn=alpn)
+
+
+def build_verifying_context(policy: TLSPolicy, *, alpn: tuple[str, ...] | None = None,
+                            check_hostname: bool = True) -> ssl.SSLContext:
+    """A new verifying context for ``policy`` (uncached: for callers that adjust it).
+
+    ``check_hostname=False`` still verifies the chain (CERT_REQUIRED); it exists for
+    a connection without SNI, where the caller checks the name on the leaf itself.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
+    ctx.check_hostname = check_hostname
     if policy.ca_bundle:
         path = Path(policy.ca_bundle).expanduser()
         try:

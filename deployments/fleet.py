@@ -304,14 +304,52 @@ def drop_database(pg_url: str, db_name: str) -> None:
 # the Prefect API (plain HTTP: no Prefect import, no settings cached in-process)
 # ---------------------------------------------------------------------------
 
-class FleetAPI:
-    """A thin REST client for the fleet's server (used by status, the tests, the bench)."""
+# What Prefect's own client retries (prefect.client.base): the server answers 503
+# when its database is busy (SQLite's "database is locked", a PostgreSQL pool
+# timeout) and the request's transaction was rolled back, so a retry is safe.
+TRANSIENT_STATUSES = frozenset({408, 429, 502, 503})
 
-    def __init__(self, api_url: str, timeout: float = 10.0) -> None:
+
+def _retrying_transport(max_attempts: int = 6, max_wait_s: float = 8.0) -> Any:
+    """An httpx transport that retries the server's transient answers, as Prefect's client does."""
+    import httpx
+    from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
+
+    def wait(state: Any) -> float:
+        response = state.outcome.result()
+        asked = response.headers.get("retry-after", "")
+        backoff = wait_exponential_jitter(initial=0.5, max=max_wait_s)(state)
+        return max(backoff, float(asked)) if asked.isdigit() else backoff
+
+    class Transport(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            def once() -> httpx.Response:
+                response = super(Transport, self).handle_request(request)
+                if response.status_code in TRANSIENT_STATUSES:
+                    response.read()  # frees the connection before the retry
+                    response.close()
+                return response
+
+            retrying = Retrying(retry=retry_if_result(lambda r: r.status_code in TRANSIENT_STATUSES),
+                                stop=stop_after_attempt(max_attempts), wait=wait,
+                                retry_error_callback=lambda state: state.outcome.result())
+            return retrying(once)
+
+    return Transport()
+
+
+class FleetAPI:
+    """A thin REST client for the fleet's server (used by status, the tests, the bench).
+
+    Like Prefect's own client, it retries the server's transient answers
+    (408/429/502/503, up to *attempts* in all, Retry-After honoured).
+    """
+
+    def __init__(self, api_url: str, timeout: float = 10.0, attempts: int = 6) -> None:
         import httpx
 
         self.api_url = api_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.api_url, timeout=timeout)
+        self.http = httpx.Client(base_url=self.api_url, timeout=timeout, transport=_retrying_transport(attempts))
 
     def close(self) -> None:
         self.http.close()

@@ -24,9 +24,8 @@ from flows.report import report_markdown, target_table
 from tasks.alerting import send_alerts
 from tasks.endpoints import endpoint_checks
 from tasks.handshake import handshake_diagnostics
-from tasks.health import TargetRun
+from tasks.health import TargetRun, check_target
 from tasks.oauth import oauth_smoke_test
-from tasks.target_check import target_health_check
 
 DEFAULT_TARGETS_FILE = "targets.toml"
 
@@ -112,8 +111,10 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
 
     ``detailed``: three task runs per target (handshake, token, endpoints) and a
     table artifact per target, as ops read them in the UI; False is the gate's
-    lean path: one task run per target, and the report artifact only when the
-    gate fails (events are emitted either way).
+    lean path: the same checks run in the flow run itself (no task runs: each
+    costs Prefect API round trips, bench/bench_gate.py), one log line per
+    target, and the report artifact only when the gate fails. Events are
+    emitted either way.
     """
     logger = get_run_logger()
     from tasks.runtime import alert_settings, breaker_for
@@ -125,7 +126,7 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
         if detailed:
             runs = await asyncio.gather(*(_check_one(t, breaker, env) for t in selected))
         else:
-            runs = await asyncio.gather(*(target_health_check(t, breaker, env) for t in selected))
+            runs = await asyncio.gather(*(check_target(t, breaker, env) for t in selected))
     finally:
         breaker.close()
     docs = [r.to_dict() for r in runs]
@@ -181,7 +182,7 @@ async def health_gate(targets: list[str] | None = None, targets_file: str | None
     """Call at the top of a sync flow: the sync never starts against an unhealthy integration.
 
     The checks, events, alerts and report artifact are the integration-health
-    flow's, run inside this flow run, one task run per target: the gate sits in
+    flow's, run inside this one flow run without task runs: the gate sits in
     front of every sync, so its orchestration cost matters (bench/bench_gate.py).
 
     Raises:

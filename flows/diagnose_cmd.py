@@ -193,7 +193,7 @@ def render_text(d: Diagnosis, now: datetime | None = None) -> str:
     if d.ok:
         lines.append(f"     {d.protocol} {d.cipher}, handshake {d.handshake_ms:.1f} ms"
                      + (f", ALPN {d.alpn}" if d.alpn else "")
-                     + (f", SNI {t.server_hostname}" if t.server_hostname != t.host else ""))
+                     + ("" if t.sni_sent == t.host else f", SNI {t.sni_sent}" if t.sni_sent else ", no SNI"))
     lines.append(f"     {d.summary}")
     if d.remediation:
         lines.append("     What to do:")

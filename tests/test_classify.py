@@ -16,6 +16,7 @@ from tasks.tls import Cause
 from tasks.tls import chain as ch
 from tasks.tls.classify import ChainFacts, classify_verify_failure
 from tasks.tls.probe import ProbeResult
+from tasks.tls.remediation import Facts, remediation_for
 
 NOW = datetime.now(timezone.utc)
 
@@ -121,3 +122,37 @@ def test_an_unexpected_issuer_is_interception_not_a_private_ca():
     verdict = classify([leaf.cert], store("client"), store("reference"), expect=("DigiCert",))
     assert verdict.cause is Cause.PROXY_INTERCEPTION
     assert verdict.details["expected_issuers"] == ["DigiCert"]
+
+
+# --- what a reviewer's own PKI found (each was misdiagnosed before) -------------------------
+
+def test_a_store_holding_only_the_intermediate_does_not_anchor_the_chain(public):
+    """Without PARTIAL_CHAIN (Python < 3.13) OpenSSL needs a root: a bundle with only the
+    intermediate leaves the root missing. The server sent its full chain, so it is not an
+    incomplete chain."""
+    root, issuing = public
+    leaf = issuing.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert, issuing.cert], store("client", issuing.cert), store("reference"), code=2)
+    assert verdict.cause is Cause.UNTRUSTED_ROOT
+    assert "Example Public Root R1" in verdict.summary
+
+
+def test_an_intermediate_from_the_reference_store_is_not_said_to_come_from_aia(public):
+    root, issuing = public
+    leaf = issuing.issue_leaf(["api.example.test"], aia_ca_issuers_url="http://aia.example.test/i.cer")
+    verdict = classify([leaf.cert], store("client", root.cert), store("reference", root.cert, issuing.cert))
+    assert verdict.cause is Cause.INCOMPLETE_CHAIN
+    assert "AIA" not in verdict.summary and verdict.details["aia_url"] is None
+    assert verdict.details["anchor"] == ch.name_text(root.cert.subject)  # completes to the root, not the intermediate
+    steps = remediation_for(verdict.cause, Facts(host="api.example.test", details=verdict.details))
+    assert not any("fetched from" in s for s in steps)
+
+
+def test_a_sha1_signed_leaf_under_a_trusted_root_names_the_weak_signature(public):
+    root, issuing = public
+    leaf = issuing.issue_leaf(["api.example.test"], hash_name="sha1", key_type="rsa")
+    verdict = classify([leaf.cert, issuing.cert], store("client", root.cert), store("reference"), code=68)
+    assert verdict.cause is Cause.UNTRUSTED_ROOT
+    assert "SHA1" in verdict.summary and "api.example.test" in verdict.details["weak_subject"]
+    steps = remediation_for(verdict.cause, Facts(host="api.example.test", details=verdict.details))
+    assert "reissue" in steps[0] and not any("--ca-bundle" in s for s in steps)

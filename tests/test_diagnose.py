@@ -133,6 +133,38 @@ def test_no_aia_fetches_nothing_and_still_names_the_missing_intermediate(tls_lab
     assert doc["evidence"]["aia"] == "disabled (--no-aia)"
 
 
+def test_a_healthy_chain_is_said_to_validate_to_its_root_not_its_issuer(results):
+    _, doc, _ = results["healthy"]
+    assert "validates to the root CX Lab Public Root R1" in doc["summary"], doc["summary"]
+
+
+def test_an_ip_target_sends_no_sni_and_says_so(tls_lab):
+    """Python sends no SNI to an IP address (RFC 6066 forbids it): the report must not claim one."""
+    healthy, needs_sni = tls_lab.scenarios["healthy"], tls_lab.scenarios["sni_required"]
+    store = ("--ca-bundle", healthy.ca_bundle, "--reference-ca-bundle", healthy.reference_ca_bundle, "--json")
+    code, out, _ = run_cli("diagnose", f"127.0.0.1:{healthy.port}", *store)
+    doc = json.loads(out)
+    assert (code, doc["cause"], doc["target"]["sni"]) == (1, "hostname_mismatch", None)
+    code, out, _ = run_cli("diagnose", f"127.0.0.1:{needs_sni.port}", *store)
+    doc = json.loads(out)
+    assert (doc["cause"], doc["target"]["sni"]) == ("sni_required", None), doc["summary"]
+    assert "without SNI" in doc["summary"] and "IP address" in doc["summary"]
+    assert "127.0.0.1" not in doc["remediation"][0], "never advise sending an IP address as SNI"
+
+
+def test_an_sni_override_is_sent_but_the_certificate_is_checked_against_the_host(tls_lab):
+    """--sni NAME changes what is sent, not what the certificate must cover: a server that
+    ignores SNI is healthy; one that answers an unknown SNI with another certificate is not."""
+    healthy, needs_sni = tls_lab.scenarios["healthy"], tls_lab.scenarios["sni_required"]
+    code, doc = diagnose_json(healthy, "--sni", "other.example.test")
+    assert (code, doc["cause"], doc["target"]["sni"]) == (0, "ok", "other.example.test"), doc["summary"]
+    args = [a for a in needs_sni.diagnose_args if a != "--no-sni"]
+    code, out, _ = run_cli("diagnose", needs_sni.target, *args, "--sni", "other.example.test", "--json")
+    doc = json.loads(out)
+    assert doc["cause"] == "sni_required", doc["summary"]
+    assert "other.example.test" in doc["summary"] and needs_sni.host in doc["summary"]
+
+
 def test_code_20_causes_are_told_apart_by_the_stores(results):
     stale = results["stale_trust_store"][1]["evidence"]
     assert stale["verify_code"] == 20

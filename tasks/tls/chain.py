@@ -76,14 +76,9 @@ def is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4096)
 def is_self_issued(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not self-signed"
-        return False
+    return cert.issuer == cert.subject and _signs(cert, cert)
 
 
 def aia_ca_issuers(cert: x509.Certificate) -> tuple[str, ...]:
@@ -99,6 +94,14 @@ def aia_ca_issuers(cert: x509.Certificate) -> tuple[str, ...]:
 def signature_hash(cert: x509.Certificate) -> str | None:
     algo = cert.signature_hash_algorithm
     return algo.name if algo is not None else None
+
+
+def rsa_bits(cert: x509.Certificate) -> int | None:
+    """The size in bits of an RSA or DSA key (what OpenSSL's security level judges); None for others."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+
+    key = cert.public_key()
+    return key.key_size if isinstance(key, (rsa.RSAPublicKey, dsa.DSAPublicKey)) else None
 
 
 def cert_info(cert: x509.Certificate) -> CertInfo:
@@ -267,6 +270,7 @@ class PathResult:
     anchor: x509.Certificate | None
     stopped_at: x509.Certificate | None  # the last cert whose issuer could not be found
     used_fetched: bool = False
+    from_store: tuple[x509.Certificate, ...] = ()  # intermediates the store supplied (not sent, not fetched)
 
     def describe(self) -> dict[str, object]:
         out: dict[str, object] = {"store": self.store, "complete": self.complete,
@@ -277,6 +281,8 @@ class PathResult:
             out["missing_issuer"] = name_text(self.stopped_at.issuer)
         if self.used_fetched:
             out["used_aia"] = True
+        if self.from_store:
+            out["intermediates_from_store"] = [name_text(c.subject) for c in self.from_store]
         return out
 
 
@@ -284,29 +290,71 @@ def _signs(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
         return True
-    except Exception:  # noqa: BLE001 - wrong key, bad signature, unsupported algo
+    except ValueError:
+        # cryptography's verifier refuses legacy algorithms (SHA-1, MD5) outright;
+        # a diagnosis still needs to know who signed such a certificate.
+        return cert.issuer == issuer.subject and _signs_legacy(issuer, cert)
+    except Exception:  # noqa: BLE001 - wrong key, bad signature
+        return False
+
+
+def _signs_legacy(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+
+    algo = cert.signature_hash_algorithm
+    key = issuer.public_key()
+    try:
+        if algo is None:
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algo)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algo))
+        elif isinstance(key, dsa.DSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, algo)
+        else:
+            return False
+        return True
+    except Exception:  # noqa: BLE001 - bad signature, unsupported key or hash
         return False
 
 
 def build_path(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], store: TrustStore,
-               fetched: Sequence[x509.Certificate] = (), max_depth: int = 8) -> PathResult:
+               fetched: Sequence[x509.Certificate] = (), max_depth: int = 8,
+               partial_chain: bool = False) -> PathResult:
+    """Chain *leaf* up through the sent *intermediates*, the store's own
+    intermediates and any *fetched* ones, to an anchor of *store*.
+
+    As OpenSSL does without ``VERIFY_X509_PARTIAL_CHAIN`` (the default before
+    Python 3.13), only a self-issued certificate of the store is an anchor; a
+    store's intermediate helps build the path but does not end it.
+    """
     path = [leaf]
     current = leaf
-    pool = list(intermediates) + list(fetched)
+    from_store: list[x509.Certificate] = []
     used_fetched = False
     for _ in range(max_depth):
-        for anchor in store.issuers_of(current):
-            if _signs(anchor, current):
-                return PathResult(store.label, True, tuple(path), anchor, None, used_fetched)
-        if store.contains(current):  # the sent cert is itself an anchor
-            return PathResult(store.label, True, tuple(path), current, None, used_fetched)
-        nxt = next((c for c in pool if c.subject == current.issuer and c not in path and _signs(c, current)), None)
+        in_store = [a for a in store.issuers_of(current) if _signs(a, current)]
+        for anchor in in_store:
+            if partial_chain or is_self_issued(anchor):
+                return PathResult(store.label, True, tuple(path), anchor, None, used_fetched, tuple(from_store))
+        if store.contains(current) and (partial_chain or is_self_issued(current)):  # the sent cert is an anchor
+            return PathResult(store.label, True, tuple(path), current, None, used_fetched, tuple(from_store))
+        nxt = next((c for c in intermediates if c.subject == current.issuer and c not in path and _signs(c, current)),
+                   None)
         if nxt is None:
-            return PathResult(store.label, False, tuple(path), None, current, used_fetched)
-        used_fetched = used_fetched or any(nxt is f for f in fetched)
+            nxt = next((c for c in in_store if c not in path), None)
+            if nxt is not None:
+                from_store.append(nxt)
+        if nxt is None:
+            nxt = next((c for c in fetched if c.subject == current.issuer and c not in path and _signs(c, current)),
+                       None)
+            used_fetched = used_fetched or nxt is not None
+        if nxt is None:
+            return PathResult(store.label, False, tuple(path), None, current, used_fetched, tuple(from_store))
         path.append(nxt)
         current = nxt
-    return PathResult(store.label, False, tuple(path), None, current, used_fetched)
+    return PathResult(store.label, False, tuple(path), None, current, used_fetched, tuple(from_store))
 
 
 # --- host names -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from cryptography import x509
 
 from . import chain as ch
 from .inspection import InspectionProduct, match_inspection
-from .model import Cause, Finding, WarningCode
+from .model import Cause, Finding, WarningCode, is_ip
 from .probe import (DNS_FAILURE, HANDSHAKE_TIMEOUT, POST_HANDSHAKE, RESET, TCP_ERROR, TCP_REFUSED,
                     TCP_TIMEOUT, ProbeResult)
 
@@ -195,20 +195,21 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
                        f"intercepting device; OpenSSL verify code {code}.",
                        {"expected_issuers": list(expect_issuers), "issuer": ch.name_text(top.issuer)})
     client, ref = facts.client, facts.reference
-    if client is not None and client.complete and client.used_fetched:
-        return _incomplete(facts, client, code)
-    if ref is not None and ref.complete and not ref.used_fetched:
-        if ref.anchor is not None and not ch.is_self_issued(ref.anchor):
-            # The reference store holds the *intermediate* the server should have sent:
-            # what is missing is not a root, so the client's store is not the problem.
+    if client is not None and client.complete:
+        if client.used_fetched:  # the client's own store completes it once AIA supplies the intermediate
+            return _incomplete(facts, client, code)
+        # Our path building completes it, OpenSSL did not: a policy rejection (weak hash or key, purpose, ...).
+        return _policy_rejection(facts, client, code, msg)
+    if ref is not None and ref.complete:
+        if ref.used_fetched or ref.from_store:
+            # What is missing is an intermediate (fetched via AIA, or held by the reference store),
+            # not a root: the server omits it; the client's store is not the problem.
             return _incomplete(facts, ref, code)
         anchor = ch.name_text(ref.anchor.subject) if ref.anchor is not None else None
         return Verdict(Cause.STALE_TRUST_STORE,
                        f"The chain verifies against the up-to-date reference store (root {anchor!r}) but not against the "
                        f"client's store, which lacks that root; OpenSSL verify code {code}: {msg}.",
                        {"anchor": anchor})
-    if ref is not None and ref.complete and ref.used_fetched:
-        return _incomplete(facts, ref, code)
     sent_path = [c for c in (client.path if client is not None else certs) if c in certs]
     top = sent_path[-1] if sent_path else certs[-1]
     urls = ch.aia_ca_issuers(top)
@@ -220,13 +221,7 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
         return Verdict(Cause.INCOMPLETE_CHAIN,
                        f"The server sent only its leaf {_cn(top)!r}, without its issuer {ch.name_text(top.issuer)!r}; "
                        f"the chain cannot be completed here ({why}); OpenSSL verify code {code}.",
-                       {"missing_issuer": ch.name_text(top.issuer), "aia_url": urls[0]})
-    if client is not None and client.complete:
-        # Our path building completes it, OpenSSL did not: a policy rejection (weak key/hash, purpose, ...).
-        return Verdict(Cause.UNTRUSTED_ROOT,
-                       f"OpenSSL rejects the chain ({msg}, verify code {code}) although it links to the trusted root "
-                       f"{ch.name_text(client.anchor.subject) if client.anchor else '?'}: a certificate in it is not acceptable "
-                       "to the client's policy.", {"top_subject": ch.name_text(top.subject)})
+                       {"missing_issuer": ch.name_text(top.issuer), "aia_url_unfetched": urls[0]})
     return Verdict(Cause.UNTRUSTED_ROOT,
                    f"The chain ends at {_cn(top)!r}"
                    + (" (a self-signed root)" if ch.is_self_issued(top) else f", issued by {ch.name_text(top.issuer)!r}")
@@ -234,20 +229,50 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
                    {"top_subject": ch.name_text(top.subject)})
 
 
+def _policy_rejection(facts: ChainFacts, path: ch.PathResult, code: int | None, msg: str) -> Verdict:
+    """The chain links to a trusted root, yet OpenSSL rejects it: name the certificate its policy refuses."""
+    root = ch.name_text(path.anchor.subject) if path.anchor is not None else "?"
+    sent = [c for c in path.path if c in facts.certs]
+    weak = None
+    if code == 68:  # CA_MD_TOO_WEAK: a signature with a broken hash
+        weak = next((c for c in sent if (ch.signature_hash(c) or "").lower() in WEAK_HASHES), None)
+        what = f"it is signed with {(ch.signature_hash(weak) or '').upper()}" if weak is not None else ""
+    elif code in (66, 67):  # EE_KEY_TOO_SMALL / CA_KEY_TOO_SMALL
+        weak = next((c for c in sent if (ch.rsa_bits(c) or 4096) < 2048 and ch.is_ca(c) == (code == 67)), None)
+        what = f"its key is {ch.rsa_bits(weak)} bits" if weak is not None else ""
+    if weak is not None:
+        return Verdict(Cause.UNTRUSTED_ROOT,
+                       f"The client refuses {_cn(weak)!r}: {what}, below the client's security level (OpenSSL verify "
+                       f"code {code}: {msg}); otherwise the chain links to the trusted root {root!r}.",
+                       {"weak_subject": ch.name_text(weak.subject), "weakness": what, "anchor": root})
+    return Verdict(Cause.UNTRUSTED_ROOT,
+                   f"OpenSSL rejects the chain ({msg}, verify code {code}) although it links to the trusted root "
+                   f"{root!r}: a certificate in it is not acceptable to the client's policy.",
+                   {"top_subject": ch.name_text(sent[-1].subject) if sent else None, "anchor": root})
+
+
 def _completes(facts: ChainFacts) -> bool:
     return any(p is not None and p.complete for p in (facts.client, facts.reference))
 
 
 def _incomplete(facts: ChainFacts, path: ch.PathResult, code: int | None) -> Verdict:
-    sent_top = facts.certs[-1]
+    """The server omitted an intermediate that AIA or the reference store supplies."""
+    sent = [c for c in path.path if c in facts.certs]
+    sent_top = sent[-1] if sent else facts.certs[-1]
+    missing = [c for c in path.path if c not in facts.certs]
+    anchor = ch.name_text(path.anchor.subject) if path.anchor is not None else None
     urls = [r["url"] for r in facts.aia if r.get("ok")]
+    if path.used_fetched:
+        how = f"with the intermediate fetched via AIA ({urls[0] if urls else '?'})"
+    else:
+        how = f"with the intermediate that the {path.store} holds ({', '.join(_cn(c) for c in missing) or '?'})"
     return Verdict(Cause.INCOMPLETE_CHAIN,
                    f"The server sent {len(facts.certs)} certificate(s), stopping at {_cn(sent_top)!r} without its issuer "
-                   f"{ch.name_text(sent_top.issuer)!r}; fetched via AIA, the chain completes to {path.store} "
-                   f"root {ch.name_text(path.anchor.subject) if path.anchor else '?'!r}: the server omits an intermediate; "
-                   f"OpenSSL verify code {code}.",
-                   {"missing_issuer": ch.name_text(sent_top.issuer), "aia_url": urls[0] if urls else None,
-                    "anchor": ch.name_text(path.anchor.subject) if path.anchor else None})
+                   f"{ch.name_text(sent_top.issuer)!r}; {how}, the chain completes to the root {anchor!r}: the server "
+                   f"omits an intermediate; OpenSSL verify code {code}.",
+                   {"missing_issuer": ch.name_text(sent_top.issuer),
+                    "aia_url": urls[0] if (urls and path.used_fetched) else None,
+                    "intermediate_source": "aia" if path.used_fetched else path.store, "anchor": anchor})
 
 
 def _interception(found: tuple[InspectionProduct, str], facts: ChainFacts, code: int | None, msg: str) -> Verdict:
@@ -317,8 +342,14 @@ def classify_handshake_failure(first: ProbeResult, probes: Sequence[ProbeResult]
                        f"The connection was closed during the handshake with no TLS alert ({reason or 'reset'}), whatever "
                        "SNI, ciphers or versions were offered: something on the path drops the ClientHello.")
     if reason in SNI_REASONS:
+        sent = first.settings.get("sni")
+        if sent is None:
+            return Verdict(Cause.SNI_REQUIRED,
+                           f"The server rejects a handshake without SNI ({reason}): it needs the host name in the "
+                           "ClientHello" + (", and a client connecting to an IP address sends none" if is_ip(host) else "")
+                           + ".", {"sent_sni": None})
         return Verdict(Cause.SNI_REQUIRED,
-                       f"The server does not recognise the name {first.settings.get('sni')!r} sent as SNI ({reason}).")
+                       f"The server does not recognise the name {sent!r} sent as SNI ({reason}).", {"sent_sni": sent})
     return Verdict(Cause.CIPHER_MISMATCH,
                    f"The server refused every ClientHello variant tried ({reason or first.error_kind}): it shares no cipher "
                    "suite or parameters with the client, even widened.")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from . import chain as ch
 from . import classify as cl
-from .model import Cause, Diagnosis, Endpoint, Finding
+from .model import Cause, Diagnosis, Endpoint, Finding, is_ip
 from .policy import TLSPolicy, build_verifying_context, explain_only_context
 from .probe import (POST_HANDSHAKE, VERIFY, ProbeResult, fetch_aia, probe, resolve,
                     watch_certificate_requests)
@@ -134,13 +134,13 @@ async def diagnose(endpoint: Endpoint, policy: TLSPolicy = TLSPolicy(),
     if run.address is None:
         address, dns_ms, err = await resolve(endpoint, policy.timeout)
         if err is not None:
-            first = ProbeResult(label="verified", ok=False, settings=_settings(policy, endpoint.server_hostname),
+            first = ProbeResult(label="verified", ok=False, settings=_settings(policy, endpoint.sni_sent),
                                 dns_ms=dns_ms, **err)
             run.probes.append(first)
             return _finish(run, cl.classify_network(first, endpoint.host, endpoint.port, policy.timeout), now)
         run.address = address
-    sni = endpoint.server_hostname
-    first = await run.run("verified", _verifying_context(policy, sni is not None), _settings(policy, sni), post=True)
+    first = await run.run("verified", _verifying_context(policy, _openssl_checks_name(endpoint)),
+                          _settings(policy, endpoint.sni_sent), post=True)
     assert first is not None
     network = cl.classify_network(first, endpoint.host, endpoint.port, policy.timeout)
     if network is not None:
@@ -152,31 +152,53 @@ async def diagnose(endpoint: Endpoint, policy: TLSPolicy = TLSPolicy(),
     return await _diagnose_handshake_failure(run, first, now)
 
 
+def _openssl_checks_name(endpoint: Endpoint) -> bool:
+    """OpenSSL checks the certificate against the name it is given as SNI. When
+    the SNI sent is not the name to verify (``--no-sni``, ``--sni OTHER``), the
+    handshake checks the chain only and the name is checked on the leaf after
+    (classify_success), against :attr:`Endpoint.verify_name`."""
+    return endpoint.server_hostname is not None and endpoint.server_hostname == endpoint.verify_name
+
+
+def _sni_differs(endpoint: Endpoint) -> bool:
+    """Would sending the name to verify as SNI be a different handshake? (never for an IP address)"""
+    return endpoint.sni_sent != endpoint.verify_name and not is_ip(endpoint.verify_name)
+
+
+def _sent_sni_text(endpoint: Endpoint) -> str:
+    return "Without SNI" if endpoint.sni_sent is None else f"With SNI {endpoint.sni_sent!r}"
+
+
+async def _with_right_sni(run: _Run) -> ProbeResult | None:
+    """A verified handshake sending the name to verify as SNI."""
+    name = run.endpoint.verify_name
+    return await run.run("with_sni", _verifying_context(run.policy, True), _settings(run.policy, name),
+                         server_hostname=name)
+
+
 async def _diagnose_success(run: _Run, first: ProbeResult, now: datetime) -> Diagnosis:
     endpoint, options = run.endpoint, run.options
     certs = tuple(ch.parse_der_chain(first.chain_der))
     verified = tuple(ch.parse_der_chain(first.verified_chain_der))
     facts = cl.ChainFacts(certs=certs, client=None, reference=None)
-    check_name = endpoint.server_hostname or endpoint.host
-    verdict = cl.classify_success(facts, host=endpoint.host if endpoint.server_hostname is None else check_name,
-                                  pins=options.pins, expect_issuers=options.expect_issuers,
-                                  hostname_checked=endpoint.server_hostname is not None, verified=verified)
-    if verdict.cause is Cause.HOSTNAME_MISMATCH and endpoint.server_hostname is None:
-        # Without SNI the server may present a default certificate: does the right name fix it?
-        retry = await run.run("with_sni", _verifying_context(run.policy, True),
-                              _settings(run.policy, endpoint.host), server_hostname=endpoint.host)
+    verdict = cl.classify_success(facts, host=endpoint.verify_name, pins=options.pins,
+                                  expect_issuers=options.expect_issuers,
+                                  hostname_checked=_openssl_checks_name(endpoint), verified=verified)
+    if verdict.cause is Cause.HOSTNAME_MISMATCH and _sni_differs(endpoint):
+        # The server may present a default certificate for an unknown SNI: does the right name fix it?
+        retry = await _with_right_sni(run)
         if retry is not None and retry.ok:
             verdict = cl.Verdict(Cause.SNI_REQUIRED,
-                                 f"Without SNI the server presents a certificate for other names "
-                                 f"({', '.join(verdict.details.get('sans', [])[:3])}); with SNI {endpoint.host!r} it "
-                                 f"presents a valid one ({retry.protocol}).", {"sni_probe": "accepted"})
+                                 f"{_sent_sni_text(endpoint)} the server presents a certificate for other names "
+                                 f"({', '.join(verdict.details.get('sans', [])[:3])}); with SNI {endpoint.verify_name!r} "
+                                 f"it presents a valid one ({retry.protocol}).", {"sni_probe": "accepted"})
     return _finish(run, verdict, now, first=first, certs=certs, verified=verified, verified_ok=True)
 
 
 async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime) -> Diagnosis:
     endpoint, policy, options = run.endpoint, run.policy, run.options
     explain = await run.run("explain_chain", explain_only_context(policy),
-                            _settings(policy, endpoint.server_hostname, verify=False))
+                            _settings(policy, endpoint.sni_sent, verify=False))
     if explain is None or not explain.ok or not explain.chain_der:
         # No chain to analyse: the verify code alone names what it can.
         by_code = {cl.V_EXPIRED: Cause.CERT_EXPIRED, cl.V_NOT_YET_VALID: Cause.CERT_NOT_YET_VALID,
@@ -221,16 +243,18 @@ async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime)
             top = issuer
     facts = cl.ChainFacts(certs=certs, client=p_client, reference=p_ref, fetched=tuple(fetched),
                           aia=tuple(aia_records), aia_enabled=options.aia)
-    verdict = cl.classify_verify_failure(first, facts, host=endpoint.server_hostname or endpoint.host, now=now,
+    verdict = cl.classify_verify_failure(first, facts, host=endpoint.verify_name, now=now,
                                          expect_issuers=options.expect_issuers)
-    if verdict.cause is Cause.HOSTNAME_MISMATCH and endpoint.server_hostname != endpoint.host:
-        retry = await run.run("with_sni", _verifying_context(policy, True), _settings(policy, endpoint.host),
-                              server_hostname=endpoint.host)
+    if _sni_differs(endpoint):
+        # Servers hand an unknown (or no) SNI a default certificate — often self-signed or
+        # for other names. If the right name gets a valid chain, that is the root cause.
+        retry = await _with_right_sni(run)
         if retry is not None and retry.ok:
             verdict = cl.Verdict(Cause.SNI_REQUIRED,
-                                 f"With SNI {endpoint.server_hostname!r} the server presents a certificate for other names; "
-                                 f"with SNI {endpoint.host!r} it presents a valid one ({retry.protocol}).",
-                                 {"sni_probe": "accepted"})
+                                 f"{_sent_sni_text(endpoint)} the server presents a certificate the client rejects "
+                                 f"({verdict.cause.value}: {verdict.summary.rstrip('.')}); with SNI "
+                                 f"{endpoint.verify_name!r} it presents a valid one ({retry.protocol}).",
+                                 {"sni_probe": "accepted", "without_right_sni": verdict.cause.value})
     return _finish(run, verdict, now, first=first, certs=certs, chain_facts=facts)
 
 
@@ -242,26 +266,25 @@ async def _diagnose_handshake_failure(run: _Run, first: ProbeResult, now: dateti
     decided = decided or reason in cl.NOT_TLS_REASONS or reason in cl.CLIENT_CERT_REQUIRED_REASONS
     decided = decided or (client_cert and reason in cl.CLIENT_CERT_REJECTED_REASONS)
     if not decided:
-        sni_differs = endpoint.server_hostname != endpoint.host
-        if sni_differs:
-            await run.run("with_sni", explain_only_context(policy), _settings(policy, endpoint.host, verify=False),
-                          server_hostname=endpoint.host)
+        if _sni_differs(endpoint):
+            await run.run("with_sni", explain_only_context(policy), _settings(policy, endpoint.verify_name, verify=False),
+                          server_hostname=endpoint.verify_name)
         if not _accepted(run, "with_sni"):
             version_only = reason in cl.VERSION_REASONS
             if not client_cert and not version_only:
                 cert = await run.run("dummy_client_cert", explain_only_context(policy, client_identity=_dummy_client_identity()),
-                                     _settings(policy, endpoint.server_hostname, verify=False, client_cert="throwaway"),
+                                     _settings(policy, endpoint.sni_sent, verify=False, client_cert="throwaway"),
                                      post=True)
                 if cert is not None and (cert.ok or cert.reason in cl.CLIENT_CERT_REJECTED_REASONS):
                     return _finish(run, _verdict(run, first), now, first=first)
             if not version_only:
                 await run.run("any_cipher", explain_only_context(policy, widen_ciphers=True),
-                              _settings(policy, endpoint.server_hostname, verify=False, ciphers="ALL:@SECLEVEL=0"))
+                              _settings(policy, endpoint.sni_sent, verify=False, ciphers="ALL:@SECLEVEL=0"))
             if not _accepted(run, "any_cipher"):
                 await run.run("any_version", explain_only_context(policy, widen_ciphers=True,
                                                                   tls_min=ssl.TLSVersion.TLSv1,
                                                                   tls_max=ssl.TLSVersion.TLSv1_3),
-                              _settings(policy, endpoint.server_hostname, verify=False, tls_min="1.0", tls_max="1.3",
+                              _settings(policy, endpoint.sni_sent, verify=False, tls_min="1.0", tls_max="1.3",
                                         ciphers="ALL:@SECLEVEL=0"))
     return _finish(run, _verdict(run, first), now, first=first)
 
@@ -271,7 +294,7 @@ def _accepted(run: _Run, label: str) -> bool:
 
 
 def _verdict(run: _Run, first: ProbeResult) -> cl.Verdict:
-    return cl.classify_handshake_failure(first, run.probes, host=run.endpoint.host, tls_min=run.policy.tls_min,
+    return cl.classify_handshake_failure(first, run.probes, host=run.endpoint.verify_name, tls_min=run.policy.tls_min,
                                          tls_max=run.policy.tls_max, client_cert_supplied=bool(run.policy.client_cert))
 
 
@@ -306,7 +329,7 @@ def _finish(run: _Run, verdict: cl.Verdict | None, now: datetime, *, first: Prob
     evidence.update({k: v for k, v in verdict.details.items() if k not in ("bypass_hint",)})
     if run.skipped:
         evidence["skipped_probes"] = run.skipped
-    summary = verdict.summary or _ok_summary(first, certs)
+    summary = verdict.summary or _ok_summary(first, certs, verified)
     success = first if (first is not None and first.ok) else None
     return Diagnosis(
         endpoint=Endpoint(endpoint.host, endpoint.port, endpoint.sni, endpoint.send_sni,
@@ -325,11 +348,11 @@ def _finish(run: _Run, verdict: cl.Verdict | None, now: datetime, *, first: Prob
     )
 
 
-def _ok_summary(first: ProbeResult | None, certs: Sequence) -> str:
+def _ok_summary(first: ProbeResult | None, certs: Sequence, verified: Sequence) -> str:
     if first is None:
         return "Healthy."
-    leaf = certs[0] if certs else None
-    who = f" to {ch.common_name(leaf.issuer) or ch.name_text(leaf.issuer)}" if leaf is not None else ""
+    top = verified[-1] if verified else None  # the trust anchor OpenSSL's verified chain ends at
+    who = f" to the root {ch.common_name(top.subject) or ch.name_text(top.subject)}" if top is not None else ""
     return (f"Verified {first.protocol} handshake with {first.cipher} in {first.handshake_ms:.1f} ms; "
             f"the chain of {len(certs)} certificate(s) validates{who}.")
 

@@ -8,6 +8,7 @@ JSON object of contract §1.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,14 @@ class WarningCode(str, enum.Enum):
         return self.value
 
 
+def is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where to connect and what to say: the TARGET of ``cxhealth diagnose``.
@@ -73,10 +82,21 @@ class Endpoint:
 
     @property
     def server_hostname(self) -> str | None:
-        """The SNI actually sent (None when SNI is off)."""
+        """The name given to OpenSSL as ``server_hostname`` (None when SNI is off)."""
         if not self.send_sni:
             return None
         return self.sni or self.host
+
+    @property
+    def sni_sent(self) -> str | None:
+        """The SNI that goes on the wire: an IP address is never sent as SNI (RFC 6066; Python sends none)."""
+        name = self.server_hostname
+        return None if name is None or is_ip(name) else name
+
+    @property
+    def verify_name(self) -> str:
+        """The name the certificate must cover: the host; for an IP host given ``--sni NAME``, NAME."""
+        return self.sni if (self.sni and is_ip(self.host)) else self.host
 
     @property
     def key(self) -> str:
@@ -86,7 +106,7 @@ class Endpoint:
         return {
             "host": self.host,
             "port": self.port,
-            "sni": self.server_hostname,
+            "sni": self.sni_sent,
             "address": self.address,
         }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import Cause
+from .model import Cause, is_ip
 
 GENESYS_DOMAINS = ("mypurecloud.com", "mypurecloud.ie", "mypurecloud.de", "mypurecloud.jp",
                    "mypurecloud.com.au", "pure.cloud", "us-gov-pure.cloud", "genesys.cloud")
@@ -129,6 +129,11 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
                          "client's cipher string includes them (the default ECDHE+AESGCM does).")
         steps.append("Allow TLS 1.3 in the client (tls_max = \"1.3\"): its suites are fixed and cannot mismatch this way.")
         return tuple(steps)
+    if cause is Cause.SNI_REQUIRED and is_ip(h):
+        return ("The server needs a host name as SNI, and a client that connects to an IP address sends none: connect "
+                "by the server's DNS name (use --resolve / a hosts entry to pin the address), or set server_hostname "
+                "(cxhealth: --sni NAME) to the name the server expects.",
+                "If a proxy or load balancer sits in between, make it preserve the original SNI and Host header.")
     if cause is Cause.SNI_REQUIRED:
         return (f"Send SNI: set server_hostname to the exact host name ({h}) in the client's TLS context; never send an "
                 "IP address or leave SNI empty (legacy middleware does).",
@@ -177,14 +182,25 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         if facts.get("aia_url"):
             steps.append(f"Stopgap on the client: add the intermediate fetched from {facts.get('aia_url')} to the client's bundle "
                          "as an intermediate (browsers hide this problem by fetching it; most API clients do not).")
+        elif facts.get("aia_url_unfetched"):
+            steps.append(f"Stopgap on the client: the leaf says its issuer is published at {facts.get('aia_url_unfetched')} "
+                         "(it was not fetched here): download it and add it to the client's bundle as an intermediate.")
+        elif facts.get("intermediate_source") not in (None, "aia"):
+            steps.append(f"Stopgap on the client: add the missing intermediate, which the {facts.get('intermediate_source')} "
+                         "holds, to the client's bundle.")
         return tuple(steps)
     if cause is Cause.STALE_TRUST_STORE:
         root = facts.get("anchor")
         head = (f"The chain is valid against an up-to-date public store (root {root}) but not against the client's store: "
                 "the client's trust store is out of date.") if root else "The client's trust store is out of date."
         return (head, *_store_update_steps(facts))
+    if cause is Cause.UNTRUSTED_ROOT and facts.get("weak_subject"):
+        return (f"The server operator must reissue {facts.get('weak_subject')} ({facts.get('weakness')}): use SHA-256 "
+                "signatures and RSA keys of 2048 bits or more (or ECDSA P-256).",
+                "Do not lower the client's security level (@SECLEVEL) to accept it: the weakness lets a third party "
+                "forge certificates for this chain.")
     if cause is Cause.UNTRUSTED_ROOT:
-        root = facts.get("top_subject", "the chain's root")
+        root = facts.get("top_subject") or "the chain's root"
         return (f"The chain ends at {root}, which neither the client's store nor the public reference store trusts: "
                 "if this is your organisation's private CA, add its root to the client's bundle (--ca-bundle / ca_bundle).",
                 "If you did not expect a private CA here, treat it as possible interception: check which device issued it "

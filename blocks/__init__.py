@@ -328,8 +328,9 @@ class CxBreakerSettings(_CachedSchema, Block):
 
     @model_validator(mode="after")
     def _check(self) -> "CxBreakerSettings":
-        if not self.store.startswith(("sqlite:///", "redis://", "rediss://")):
-            raise ValueError(f"store: {self.store!r} must be sqlite:///path or redis://host:port/db")
+        from tasks.breaker.url import check_store_url
+
+        check_store_url(self.store)  # ValueError: one line, the password redacted
         if self.max_open_s < self.open_s:
             raise ValueError(f"max_open_s: must be >= open_s ({self.open_s})")
         return self

@@ -63,8 +63,9 @@ _PLAIN_KEYS = ("region", "api_base", "token_url", "issuer", "tenant_id", "grant"
 def _env_value(var: str, where: str, environ: Mapping[str, str]) -> str:
     value = environ.get(var)
     if not value:
-        raise ImportTomlError(f"{where}: environment variable {var} is not set; export it to store the secret "
-                           f"in the block, or pass --keep-env-refs to store the variable's name")
+        raise ImportTomlError(f"{where}: environment variable {var} is {'empty' if var in environ else 'not set'}; "
+                              f"export it to store the secret "
+                              f"in the block, or pass --keep-env-refs to store the variable's name")
     return value
 
 

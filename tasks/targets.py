@@ -86,7 +86,8 @@ def resolve_secret(env_name: str, env: Mapping[str, str] | None = None, *, targe
     if not value:
         where = f"target {target!r}: " if target else ""
         raise TargetConfigError(
-            f"{where}environment variable {env_name} is not set; export it with the secret "
+            f"{where}environment variable {env_name} is {'empty' if env_name in source else 'not set'}; "
+            f"export it with the secret "
             f"(the targets file names the variable, never the value)")
     return Secret(value, env_name)
 
@@ -472,10 +473,12 @@ def _parse_breaker(data: Mapping[str, Any], source: str) -> BreakerSettings:
         if isinstance(t, bool) or not isinstance(t, int) or t < 1:
             raise TargetConfigError(f"{source}: [breaker]: threshold: must be a whole number >= 1, not {t!r}")
     if "store" in table:
-        store = table["store"]
-        if not isinstance(store, str) or not store.startswith(("sqlite:///", "redis://", "rediss://")):
-            raise TargetConfigError(
-                f"{source}: [breaker]: store: {store!r} must be sqlite:///path or redis://host:port/db")
+        from tasks.breaker.url import check_store_url
+
+        try:
+            check_store_url(table["store"])
+        except ValueError as exc:
+            raise TargetConfigError(f"{source}: [breaker]: {exc}") from None
     settings = BreakerSettings(**table)
     if settings.max_open_s < settings.open_s:
         raise TargetConfigError(f"{source}: [breaker]: max_open_s: must be >= open_s ({settings.open_s})")

@@ -261,13 +261,12 @@ def test_unreachable_redis_falls_back_with_a_flag_and_a_warning(caplog):
     assert breaker.status(HOST).fallback is not None
 
 
-def test_unwritable_sqlite_path_falls_back(tmp_path):
+def test_an_sqlite_path_that_cannot_be_created_is_a_configuration_error(tmp_path):
+    """A wrong path is not an outage: falling back would silently stop sharing the breaker."""
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    breaker = open_breaker(f"sqlite:///{not_a_dir}/breaker.sqlite3", BreakerConfig(),
-                           clock=lambda: T0)
-    decision = breaker.admit(HOST)
-    assert decision.admitted and decision.fallback and "sqlite" in decision.fallback
+    with pytest.raises(ValueError, match="cannot be opened"):
+        open_breaker(f"sqlite:///{not_a_dir}/breaker.sqlite3", BreakerConfig(), clock=lambda: T0)
 
 
 def test_a_redis_that_never_answers_does_not_hang():
@@ -288,27 +287,30 @@ def test_a_redis_that_never_answers_does_not_hang():
         silent.close()
 
 
-def test_the_breaker_returns_to_the_store_once_it_is_reachable(tmp_path, caplog):
+def test_a_store_down_at_start_is_used_once_it_answers_after_the_retry_wait(caplog):
+    from tasks.breaker import Breaker, MemoryStore, StoreUnavailable
+
     caplog.set_level(logging.WARNING, logger="cxhealth.breaker")
-    blocker = tmp_path / "state"
-    blocker.write_text("")  # a file where the store's directory should be
-    url = f"sqlite:///{blocker}/breaker.sqlite3"
-    breaker = open_breaker(url, BreakerConfig(), clock=lambda: T0, retry_after_s=0)
-    assert breaker.admit(HOST).fallback is not None
-    blocker.unlink()  # the operator fixes the path
-    decision = breaker.admit(HOST)
-    assert decision.fallback is None and decision.store == "sqlite"
-    assert any("reachable again" in r.getMessage() for r in caplog.records)
-    breaker.close()
+    clock = lambda: T0  # noqa: E731
+    late = MemoryStore(clock)
+    late.name = "late"
+    up = [False]
 
+    def factory():
+        if not up[0]:
+            raise StoreUnavailable("late store unreachable: not up yet")
+        return late
 
-def test_fallback_waits_before_retrying_the_store(tmp_path):
-    blocker = tmp_path / "state"
-    blocker.write_text("")
-    breaker = open_breaker(f"sqlite:///{blocker}/b.sqlite3", BreakerConfig(),
-                           clock=lambda: T0, retry_after_s=3600)
-    blocker.unlink()
+    now = [0.0]
+    breaker = Breaker(factory, BreakerConfig(), description="late://", fallback=MemoryStore(clock),
+                      retry_after_s=5, monotonic=lambda: now[0])
+    assert "not up yet" in breaker.admit(HOST).fallback
+    up[0] = True
     assert breaker.admit(HOST).fallback is not None  # not retried before retry_after_s
+    now[0] = 5.0
+    decision = breaker.admit(HOST)
+    assert decision.fallback is None and decision.store == "late"
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
 
 
 class FlakyStore:

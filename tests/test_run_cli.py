@@ -15,6 +15,7 @@ from contextlib import redirect_stderr, redirect_stdout
 import pytest
 
 from flows.cli import main
+from tests.conftest import need_service
 
 CANARY = "canary-run-secret-41c9"
 
@@ -126,6 +127,10 @@ def test_alerts_reach_slack_and_no_alerts_sends_and_queues_nothing(tmp_path, pla
     assert all(CANARY not in r.text and CANARY not in json.dumps(r.headers) for r in slack.requests)
 
 
+GOOD_TARGET = ('[[target]]\nname = "x"\nplatform = "generic"\ntoken_url = "https://127.0.0.1:9/t"\n'
+               'api_base = "https://127.0.0.1:9"\nclient_id = "c"\nclient_secret_env = "HOME"\ntimeout = 1\n')
+
+
 @pytest.mark.parametrize("content, needle", [
     (None, "cannot read"),
     ("[[target]\nname=", "not valid TOML"),
@@ -135,6 +140,12 @@ def test_alerts_reach_slack_and_no_alerts_sends_and_queues_nothing(tmp_path, pla
      'client_secret_env = "HOME"\n', "mars_1"),
     ('[[target]]\nname = "x"\nplatform = "genesys"\nregion = "us_east_1"\nclient_id = "c"\n'
      'client_secret = "s3cr3t-inline-value"\n', "client_secret_env"),
+    # A store URL typo must not fall back silently to an unshared in-process breaker.
+    (GOOD_TARGET + '[breaker]\nstore = "redis://127.0.0.1:notaport/15"\n', "port must be a number"),
+    (GOOD_TARGET + '[breaker]\nstore = "redis://127.0.0.1:6379/abc"\n', "database must be a number"),
+    (GOOD_TARGET + '[breaker]\nstore = "mysql://u:s3cr3t-inline-value@db/x"\n', "mysql://u:***@db/x"),
+    (GOOD_TARGET + '[breaker]\nstore = "redis://:s3cr3t-inline-value@127.0.0.1:x/0"\n', "port must be a number"),
+    (GOOD_TARGET + '[breaker]\nstore = "sqlite:////proc/cxhealth-no-such-dir/b.sqlite3"\n', "cannot be opened"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, content, needle):
     monkeypatch.delenv("CXHEALTH_TEST_UNSET_VARIABLE", raising=False)
@@ -188,3 +199,12 @@ def test_a_discovered_api_host_is_admitted_by_the_breaker_before_its_first_reque
     skipped = [e for e in target["endpoints"] if e["host"] == NICE_API]
     assert skipped and all(e["error"] == "breaker_open" and e["attempts"] == 0 for e in skipped)
     assert platform.count(host=NICE_API) == before, "no request reached the discovered host"
+
+
+def test_a_redis_store_that_refuses_the_configuration_is_bad_input_not_a_fallback(tmp_path):
+    need_service("Redis", "127.0.0.1", 6379)
+    path = tmp_path / "targets.toml"
+    path.write_text(GOOD_TARGET + '[breaker]\nstore = "redis://127.0.0.1:6379/999"\n')
+    code, out, err = run_cli("run", "--targets", str(path), "--no-alerts")
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and "DB index is out of range" in err

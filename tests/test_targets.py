@@ -164,7 +164,7 @@ def test_file_level_errors_are_one_line(tmp_path):
     ('[slack]\nwebhook_url = "https://hooks.slack.com/x"\n', "never written inline"),
     ('[slack]\nwebhook_url_env = "W"\napi_base = "ftp://x"\n', "http(s) URL"),
     ('[breaker]\nthreshold = 0\n', "threshold"),
-    ('[breaker]\nstore = "postgres://x"\n', "sqlite:///path or redis://"),
+    ('[breaker]\nstore = "postgres://x"\n', "sqlite:///path, redis://host:port/db"),
     ('[breaker]\nopen_s = 60\nmax_open_s = 30\n', "max_open_s"),
     ('[breaker]\nwindow = 60\n', "unknown key 'window'"),
 ])

@@ -140,12 +140,14 @@ class AlertSettings:
         if "bot_token_env" in slack:
             var = str(slack["bot_token_env"])
             if not env.get(var):
-                raise AlertConfigError(f"[slack] bot_token_env: environment variable {var} is not set")
+                raise AlertConfigError(f"[slack] bot_token_env: environment variable {var} is "
+                                       f"{'empty' if var in env else 'not set'}")
             return cls(mode="bot", channel=slack.get("channel"), bot_token=Secret(env[var]), **kwargs)
         if "webhook_url_env" in slack:
             var = str(slack["webhook_url_env"])
             if not env.get(var):
-                raise AlertConfigError(f"[slack] webhook_url_env: environment variable {var} is not set")
+                raise AlertConfigError(f"[slack] webhook_url_env: environment variable {var} is "
+                                       f"{'empty' if var in env else 'not set'}")
             url = env[var]
             if not url.lower().startswith(("http://", "https://")):
                 raise AlertConfigError(f"[slack] the URL in {var} is not an http(s) URL")

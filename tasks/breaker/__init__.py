@@ -26,10 +26,11 @@ from .model import (
     Transition,
     TransitionKind,
 )
-from .store import BreakerStore, StoreUnavailable
+from .store import BreakerStore, StoreMisconfigured, StoreUnavailable
+from .url import check_store_url, redact_url
 
 __all__ = [
     "DEFAULT_STORE_URL", "Breaker", "BreakerConfig", "BreakerState", "BreakerStatus",
-    "BreakerStore", "Decision", "MemoryStore", "Override", "StoreUnavailable", "Transition",
-    "TransitionKind", "normalize_host", "open_breaker", "sqlite_path",
+    "BreakerStore", "Decision", "MemoryStore", "Override", "StoreMisconfigured", "StoreUnavailable", "Transition",
+    "TransitionKind", "check_store_url", "normalize_host", "open_breaker", "redact_url", "sqlite_path",
 ]

@@ -27,7 +27,8 @@ from .model import (
     Transition,
     encode_summary,
 )
-from .store import BreakerStore, StoreUnavailable
+from .store import BreakerStore, StoreMisconfigured, StoreUnavailable
+from .url import check_store_url
 
 log = logging.getLogger("cxhealth.breaker")
 
@@ -81,6 +82,8 @@ class Breaker:
         self._retry_at = 0.0
         try:
             self._store = store_factory()
+        except StoreMisconfigured:
+            raise  # a configuration error (a ValueError): reported, never ridden out in-process
         except StoreUnavailable as exc:
             self._enter_fallback(exc)
 
@@ -272,10 +275,12 @@ def open_breaker(
         redis_time_offset: tests only: seconds added to the Redis server's clock.
 
     Raises:
-        ValueError: the URL's scheme is not one of the above (a configuration
-            error, unlike an unreachable store, which falls back).
+        ValueError: the URL is malformed, or the store refuses the configuration
+            (:class:`StoreMisconfigured`: wrong password, no such database, a
+            path that cannot be created) — a configuration error, unlike an
+            unreachable store, which falls back.
     """
-    url = url or DEFAULT_STORE_URL
+    url = check_store_url(url or DEFAULT_STORE_URL)
     config = config or BreakerConfig()
     scheme = url.split(":", 1)[0].lower()
     wall = clock or time.time

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 from typing import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .url import redact_url
 from .model import (
     BreakerConfig,
     BreakerState,
@@ -33,24 +33,9 @@ from .model import (
     to_datetime,
 )
 from .redis_script import BREAKER_LUA
-from .store import StoreUnavailable
+from .store import StoreMisconfigured, StoreUnavailable
 
 DEFAULT_KEY_PREFIX = "cxhealth:breaker"
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password (contract §3: no secret in any output)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}:***@{netloc}"
-    else:
-        netloc = f":***@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class RedisStore:
@@ -79,6 +64,10 @@ class RedisStore:
             )
             self._script = self._client.register_script(BREAKER_LUA)
             self._client.ping()
+        except (redis.AuthenticationError, redis.ResponseError) as exc:  # e.g. WRONGPASS, DB index out of range
+            raise StoreMisconfigured(
+                f"redis store {self.description} refuses this configuration: {_describe(exc)}"
+            ) from exc
         except (redis.RedisError, OSError, ValueError) as exc:
             raise StoreUnavailable(
                 f"redis store {self.description} unreachable: {_describe(exc)}"

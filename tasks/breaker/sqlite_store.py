@@ -26,7 +26,7 @@ from typing import Callable
 from . import machine
 from .machine import BreakerRecord
 from .model import BreakerConfig, BreakerState, BreakerStatus, Decision, Override, Transition
-from .store import StoreUnavailable
+from .store import StoreMisconfigured, StoreUnavailable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS breaker (
@@ -86,8 +86,8 @@ class SQLiteStore:
                 str(self.path), timeout=self._busy_timeout_s,
                 isolation_level=None, check_same_thread=False,
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(f"sqlite store {self.path} cannot be opened: {_describe(exc)}") from exc
+        except (OSError, sqlite3.Error) as exc:  # no such directory, no permission: the path is wrong
+            raise StoreMisconfigured(f"sqlite store {self.path} cannot be opened: {_describe(exc)}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
             self._enable_wal(conn)

@@ -19,6 +19,12 @@ class StoreUnavailable(Exception):
     """The store could not be reached or used. The message never holds a secret."""
 
 
+class StoreMisconfigured(StoreUnavailable, ValueError):
+    """The store answers but refuses the configuration (wrong password, no such
+    database, a path that cannot be created): a configuration error to report,
+    not an outage to ride out on the in-process fallback."""
+
+
 class BreakerStore(Protocol):
     #: "memory", "sqlite" or "redis"; copied into each Decision's ``store``.
     name: str

@@ -45,10 +45,10 @@ def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]
         return None
     from tasks.alerts import Alerter, open_alert_store
 
-    transitions = [t for r in runs for t in r.get("transitions", [])]
     try:
         store = open_alert_store(config.breaker.store)
     except Exception as exc:  # noqa: BLE001 - the health verdict stands without alerts
         return {"errors": [f"alert store unavailable ({type(exc).__name__})"]}
-    report = Alerter(settings, store).process(runs, transitions)
+    # Each run carries its breaker transitions: they go to that target's incident.
+    report = Alerter(settings, store).process(runs)
     return report.to_dict()

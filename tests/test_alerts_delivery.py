@@ -156,6 +156,48 @@ def test_breaker_transitions_open_update_and_resolve_one_incident(slack: FakeSla
     assert len(replies) == 2 and "reopened" in replies[0]["text"] and replies[1]["text"].startswith("[resolved]")
 
 
+def _with(result: dict, *transitions: dict) -> dict:
+    result["transitions"] = list(transitions)
+    return result
+
+
+def _breaker_story(clock: Clock) -> list[dict]:
+    """A target's four checks: fails, fails and trips the breaker, is turned away, heals (the probe)."""
+    host = "login.mypurecloud.com"
+    opened = {"kind": "opened", "host": host, "at": clock(), "reopen_at": "2024-05-01T12:00:30Z"}
+    closed = {"kind": "closed", "host": host, "at": clock() + 90, "reopen_at": None}
+    return [sample_result(cause="cert_expired"), _with(sample_result(cause="cert_expired"), opened),
+            sample_result(cause="breaker_open"), _with(healthy(), closed)]
+
+
+@pytest.mark.parametrize("mode", ["bot", "webhook"])
+def test_the_breaker_opening_is_part_of_the_targets_incident_not_a_second_one(slack: FakeSlack, mode: str,
+                                                                              tmp_path) -> None:
+    """Contract §3: one incident (a target and its cause), one top-level message, one resolve —
+    through the entry point every run uses (the report's results carry their transitions)."""
+    from types import SimpleNamespace
+
+    from tasks.runtime import deliver_alerts
+
+    config = SimpleNamespace(breaker=SimpleNamespace(store=f"sqlite:///{tmp_path}/store.sqlite3"))
+    settings = bot_settings(slack) if mode == "bot" else webhook_settings(slack)
+    for result in _breaker_story(Clock()):
+        deliver_alerts(config, settings, [result])
+    if mode == "bot":
+        (root,) = slack.top_level()
+        assert "cert_expired" in root["text"] and len(root["updates"]) == 1  # chat.update on resolve
+        replies = slack.replies(root["ts"])
+        assert [r["text"].split(" ", 1)[0] for r in replies][-1] == "[resolved]"
+        assert sum("breaker opened" in r["text"].lower() for r in replies) == 1, [r["text"][:60] for r in replies]
+        assert "circuit breaker for login.mypurecloud.com closed" in replies[-1]["text"].lower() or any(
+            "closed" in json.dumps(r.get("blocks")) for r in replies[-1:])
+    else:
+        posts = [json.loads(r.body) for r in slack.requests if "/services/" in r.path]
+        texts = [p["text"] for p in posts]
+        assert len(texts) == 2, texts  # the incident, then its resolve: no breaker message of its own
+        assert "cert_expired" in texts[0] and texts[1].startswith("[resolved]")
+
+
 # ---------------------------------------------------------------- webhook mode
 
 

@@ -13,7 +13,8 @@ the runs in:
   until the open time passed, and then exactly one check (the probe) per
   half-open — counted both at the host (connections, timestamped) and in the
   runs (exactly one "handshake failed" per reopen);
-* exactly one Slack root message per incident reached the fake Slack;
+* exactly one Slack root message per incident reached the fake Slack (the breaker's
+  opening is a reply in the target incident's thread);
 * the healthy target's runs completed;
 * the breaker's opened event reached the server, and the Automation paused the
   WFM sync's work queue: a gated-wfm-sync run stays Scheduled while it is paused;
@@ -353,15 +354,14 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
     def roots_resolved() -> list[dict] | None:
         roots = slack.top_level("C0FLEET")
         resolves = [m for r in roots for m in slack.replies(r["ts"]) if m["text"].startswith("[resolved]")]
-        return roots if len(resolves) >= 2 else None
+        return roots if resolves else None
 
-    roots = fleet.wait_for(roots_resolved, 30, 0.2, "both resolves in Slack")
-    assert len(roots) == 2, [r["text"][:80] for r in roots]
-    assert sum(flaky_name in r["text"] for r in roots) == 1, "one root for the target's incident"
-    assert sum(f"breaker:{flaky.host}" in r["text"] for r in roots) == 1, "one root for the breaker's incident"
-    for root in roots:
-        resolves = [m for m in slack.replies(root["ts"]) if m["text"].startswith("[resolved]")]
-        assert len(resolves) == 1, (root["text"][:80], len(resolves))
+    roots = fleet.wait_for(roots_resolved, 30, 0.2, "the resolve in Slack")
+    # One incident (the target, cert_expired): one root; the breaker's opening is in its thread.
+    assert len(roots) == 1 and flaky_name in roots[0]["text"], [r["text"][:80] for r in roots]
+    replies = slack.replies(roots[0]["ts"])
+    assert sum(m["text"].startswith("[resolved]") for m in replies) == 1
+    assert any("breaker opened" in m["text"].lower() for m in replies), [m["text"][:80] for m in replies]
     print(f"\nfleet e2e: {len(runs)} integration-health runs ({Counter(runs.values())}), per worker {dict(per_worker)}; "
           f"{len(rejected)} rejected by the open breaker, {len(handshake_failed)} handshake checks "
           f"({kinds.count('reopened')} failing probes), {len(seen)} connections before recovery; "

@@ -4,7 +4,10 @@ Usage from a flow or the CLI (no Prefect needed)::
 
     settings = AlertSettings.from_config(config["slack"])          # secrets from env
     store = open_alert_store(config["breaker"]["store"])
-    report = Alerter(settings, store).process(report_targets, transitions)
+    report = Alerter(settings, store).process(report_targets)
+    # each target result carries its breaker transitions ("transitions"): they are
+    # part of that target's incident; process(results, transitions) takes
+    # transitions that came without a result as incidents of their own.
     # report.config_errors: show them; they never change the health verdict.
 
 ``process`` never raises for Slack or store trouble: it returns an

@@ -18,9 +18,14 @@ The per-target document::
 Resolved incidents are kept for ``KEEP_RESOLVED_S`` so that a resolve still in
 the outbox can find its root message's ``ts``.
 
-Breaker transitions are incidents of their own, keyed ``breaker:<host>`` with
-cause ``breaker_open``: ``opened`` opens, ``reopened`` updates, ``closed``
-resolves.
+A breaker transition belongs to the incident of the target whose check caused
+it (the result that carries it in ``transitions``): the breaker opening is part
+of that incident, not a second one (contract §3: one top-level message per
+incident). In bot mode ``opened``/``reopened`` are replies in the incident's
+thread; in webhook mode they are updates, held back until the repeat interval
+like any other; ``closed`` comes with the check that heals the target, whose
+resolve says so. A transition that arrives without a result (the
+``plan_transition`` API) is an incident of its own, keyed ``breaker:<host>``.
 """
 
 from __future__ import annotations
@@ -165,10 +170,13 @@ class IncidentPlanner:
         entries: list[dict] = []
         decisions: list[Decision] = []
 
+        transitions = [t for t in result.get("transitions") or () if isinstance(t, Mapping)]
+        closed = [t for t in transitions if t.get("kind") == "closed"]
+        note = f"The circuit breaker for {closed[0].get('host')} closed." if closed else None
         if result.get("healthy"):
             for cause in list(doc["open"]):
                 inc = self._resolve(doc, cause, now)
-                entries += self._resolve_entries(target, inc, now, None)
+                entries += self._resolve_entries(target, inc, now, note)
                 decisions.append(Decision(target, cause, "resolved", inc["id"]))
             if not decisions:
                 decisions.append(Decision(target, None, "none"))
@@ -198,13 +206,20 @@ class IncidentPlanner:
                 evidence_chars=self.settings.evidence_excerpt_chars,
             )
             entries += self._open_entries(target, inc, message, P.full_diagnosis_json(result), now)
+            entries += self._transition_replies(target, inc, transitions, now)
             decisions.append(Decision(target, cause, "opened", inc["id"]))
             return doc, entries, decisions
 
         inc = doc["incidents"][doc["open"][cause]]
         inc["occurrences"] += 1
         inc["last_seen_at"] = now
-        if self._is_update_due(inc, fingerprint, now):
+        replies = self._transition_replies(target, inc, transitions, now)
+        if replies:  # the breaker's news is this observation's update (bot mode)
+            entries += replies
+            inc["last_notified_at"] = now
+            inc["fingerprint"] = fingerprint
+            decisions.append(Decision(target, cause, "updated", inc["id"]))
+        elif self._is_update_due(inc, fingerprint, now):
             if self.settings.mode == "webhook":
                 message = P.build_incident_message(
                     result, cause=cause, occurrences=inc["occurrences"], now=now,
@@ -222,8 +237,20 @@ class IncidentPlanner:
             decisions.append(Decision(target, cause, "suppressed", inc["id"]))
         return doc, entries, decisions
 
+    def _transition_replies(self, target: str, inc: dict, transitions: list[Mapping[str, Any]], now: float) -> list[dict]:
+        """Bot mode: each opened/reopened transition of this check as a reply in the incident's thread."""
+        if self.settings.mode != "bot":
+            return []
+        out = []
+        for t in transitions:
+            if t.get("kind") in ("opened", "reopened"):
+                message = P.build_breaker_message(t, occurrences=inc["occurrences"], now=now)
+                out.append(_entry(target, inc, "post_reply", "update", now, message=message.to_dict()))
+        return out
+
     def plan_transition(self, doc: dict | None, transition: Mapping[str, Any], now: float) -> tuple[dict | None, list[dict], list[Decision]]:
-        """A breaker transition ``{"kind", "host", "at", "reopen_at", "summary"}``."""
+        """A breaker transition ``{"kind", "host", "at", "reopen_at", "summary"}`` that came without
+        a target result (a caller of the API): an incident of its own, keyed ``breaker:<host>``."""
         host = str(transition.get("host") or "?")
         kind = str(transition.get("kind") or "")
         target = breaker_target(host)

@@ -23,7 +23,7 @@ STAGE_REMEDIATION = {
     ),
     "breaker_open": (
         "Nothing to do right now: every run fails fast until the probe time, then one probe is let through.",
-        "Read the thread of this incident (or the breaker alert) for the diagnosis that opened the breaker.",
+        "Read this incident's Slack thread (or `cxhealth breaker status --targets FILE`) for the diagnosis that opened the breaker.",
     ),
 }
 

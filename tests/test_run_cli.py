@@ -208,3 +208,12 @@ def test_a_redis_store_that_refuses_the_configuration_is_bad_input_not_a_fallbac
     code, out, err = run_cli("run", "--targets", str(path), "--no-alerts")
     assert (code, out) == (2, "")
     assert len(err.strip().splitlines()) == 1 and "DB index is out of range" in err
+
+
+def test_an_empty_secret_variable_is_named_as_empty_not_unset(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXHEALTH_TEST_EMPTY_SECRET", "")
+    path = tmp_path / "targets.toml"
+    path.write_text(GOOD_TARGET.replace('client_secret_env = "HOME"', 'client_secret_env = "CXHEALTH_TEST_EMPTY_SECRET"'))
+    code, out, err = run_cli("run", "--targets", str(path), "--no-alerts")
+    assert (code, out) == (2, "")
+    assert "CXHEALTH_TEST_EMPTY_SECRET is empty" in err and len(err.strip().splitlines()) == 1

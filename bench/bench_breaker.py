@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from tasks.breaker import BreakerConfig, open_breaker  # noqa: E402
+from cxhealth.tasks.breaker import BreakerConfig, open_breaker  # noqa: E402
 
 HOST = "api.bench.test"
 CAUSE = {"cause": "cert_expired", "summary": "bench"}

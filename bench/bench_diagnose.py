@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--sslyze", action="store_true", help="include sslyze (creates its venv on first use)")
     args = parser.parse_args()
 
-    from lab.tls_lab import TLSLab
+    from cxhealth.lab.tls_lab import TLSLab
 
     with TLSLab(scenarios=False) as lab, tempfile.TemporaryDirectory() as tmp:
         fleet = lab.healthy_fleet(args.n)

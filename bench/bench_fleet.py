@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-    from lab.fake_platform import FakePlatform
+    from cxhealth.lab.fake_platform import FakePlatform
 
     with tempfile.TemporaryDirectory(prefix="cxhealth-bench-fleet-") as tmp, FakePlatform() as fake:
         targets = Path(tmp) / "targets.toml"

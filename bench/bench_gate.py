@@ -50,15 +50,15 @@ def main() -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry attempts offline
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # slow or busy machines
 
-    from lab.fake_platform import FakePlatform
+    from cxhealth.lab.fake_platform import FakePlatform
 
     with FakePlatform() as fake:
         os.environ.update(fake.env())
         targets = fake.write_targets(tmp / "targets.toml")
         targets.write_text(targets.read_text() + f'\n[breaker]\nstore = "sqlite:///{tmp}/cxhealth.sqlite3"\n')
 
-        from flows.integration_health import health_gate
-        from flows.run_cmd import check_all, load_run_config
+        from cxhealth.flows.integration_health import health_gate
+        from cxhealth.cli.run import check_all, load_run_config
 
         config, selected = load_run_config(str(targets))
 

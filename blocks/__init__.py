@@ -2,9 +2,9 @@
 
 Register them once per Prefect server::
 
-    prefect block register -m blocks
+    prefect block register -m cxhealth.blocks
 
-and fill them from a targets.toml with ``python -m blocks.import_toml``.
+and fill them from a targets.toml with ``python -m cxhealth.blocks.import_toml``.
 
 There is ONE model of "what to check": :class:`tasks.targets.Target` and
 :class:`tasks.targets.TargetsConfig`. Blocks are only another way to store it;
@@ -38,7 +38,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from prefect.blocks.core import Block
 
-from tasks.targets import (
+from cxhealth.tasks.targets import (
     BreakerSettings,
     SlackSettings,
     Target,
@@ -145,7 +145,7 @@ class _CachedSchema:
     per field on every save and dump (measured: ~0.8 s to save a CxTarget, nearly
     all of it in ``model_json_schema``). The schema depends only on the class and
     the arguments, so a copy of a cached one is the same value. Not a Block
-    itself, so ``prefect block register -m blocks`` does not register it.
+    itself, so ``prefect block register -m cxhealth.blocks`` does not register it.
     """
 
     _schema_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -328,7 +328,7 @@ class CxBreakerSettings(_CachedSchema, Block):
 
     @model_validator(mode="after")
     def _check(self) -> "CxBreakerSettings":
-        from tasks.breaker.url import check_store_url
+        from cxhealth.tasks.breaker.url import check_store_url
 
         check_store_url(self.store)  # ValueError: one line, the password redacted
         if self.max_open_s < self.open_s:
@@ -365,7 +365,7 @@ class _BlockReader:
             if "Unable to find block document" in str(exc) or "not found" in str(exc).lower():
                 raise BlockConfigError(
                     f"no {block_cls.get_block_type_name()} block named {name!r}{f' ({what})' if what else ''}; "
-                    f"create it in the UI or with python -m blocks.import_toml") from None
+                    f"create it in the UI or with python -m cxhealth.blocks.import_toml") from None
             raise BlockConfigError(f"block {block_cls.get_block_type_slug()}/{name}: {_first_line(exc)}") from None
 
     async def names(self, block_cls: type[Block]) -> list[str]:
@@ -524,7 +524,7 @@ async def aload_config_from_blocks(
             block_names = await reader.names(CxTarget)
             if not block_names:
                 raise BlockConfigError("no CxHealth Target blocks on this Prefect server; create them in the UI "
-                                       "or with python -m blocks.import_toml targets.toml")
+                                       "or with python -m cxhealth.blocks.import_toml targets.toml")
             wanted: list[tuple[str, str | None]] = [(n, None) for n in block_names]
         else:
             wanted = [(n if _BLOCK_NAME.match(n) else block_name_for(n), n) for n in names]

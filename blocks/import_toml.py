@@ -1,6 +1,6 @@
 """Import a targets.toml into Prefect blocks.
 
-    python -m blocks.import_toml targets.toml [--overwrite] [--keep-env-refs]
+    python -m cxhealth.blocks.import_toml targets.toml [--overwrite] [--keep-env-refs]
 
 Every ``[[target]]`` becomes a *CxHealth Target* block named
 :func:`blocks.block_name_for` of the target's name; the TLS keys of
@@ -98,8 +98,8 @@ def plan_import(path: str | os.PathLike[str], *, keep_env_refs: bool = False, po
     """
     from pydantic import SecretStr
 
-    from blocks import CxBreakerSettings, CxSlackSettings, CxTarget, CxTLSPolicy, block_name_for
-    from tasks.targets import TargetConfigError, load_targets
+    from cxhealth.blocks import CxBreakerSettings, CxSlackSettings, CxTarget, CxTLSPolicy, block_name_for
+    from cxhealth.tasks.targets import TargetConfigError, load_targets
 
     env = os.environ if environ is None else environ
     try:
@@ -178,7 +178,7 @@ def plan_import(path: str | os.PathLike[str], *, keep_env_refs: bool = False, po
 async def save_plan(plan: ImportPlan, *, overwrite: bool = False) -> list[str]:
     """Save every block of *plan*; refuse (before saving anything) if one exists
     and *overwrite* is false. Returns ``type-slug/name`` of each saved block."""
-    from blocks import _block_names
+    from cxhealth.blocks import _block_names
 
     if not overwrite:
         existing: list[str] = []
@@ -208,7 +208,7 @@ def _describe(name: str, block: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m blocks.import_toml",
+    parser = argparse.ArgumentParser(prog="python -m cxhealth.blocks.import_toml",
                                      description="Import a cxhealth targets.toml into Prefect blocks.")
     parser.add_argument("targets_file", help="the targets.toml to import")
     parser.add_argument("--overwrite", action="store_true", help="replace blocks that already exist")
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed one usage line; bad input is 2
         return 2 if exc.code else 0
-    from blocks import _BLOCK_NAME
+    from cxhealth.blocks import _BLOCK_NAME
 
     for option, value in (("--policy-name", args.policy_name), ("--settings-name", args.settings_name)):
         if not _BLOCK_NAME.match(value):

@@ -10,7 +10,7 @@
    under the state directory with ``--database sqlite`` (one API process only);
 2. starts ``prefect server start`` on a free 127.0.0.1 port, with an isolated
    ``PREFECT_HOME`` under the state directory, and waits for ``/api/health``;
-3. registers the block types (``prefect block register -m blocks``) and, at the
+3. registers the block types (``prefect block register -m cxhealth.blocks``) and, at the
    same time, creates the work pool, the ``wfm-sync`` queue and the two
    Automations (``python deployments/automation.py``);
 4. applies ``deployments/prefect.yaml`` (``prefect deploy --all``) from the
@@ -514,7 +514,7 @@ def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lam
             # start as soon as the pool exists, while the block types register and prefect.yaml
             # deploys (all of them only need the server).
             with ThreadPoolExecutor(2) as pool:
-                blocks = pool.submit(_run_step, [*_prefect_cmd(), "block", "register", "-m", "blocks"], env,
+                blocks = pool.submit(_run_step, [*_prefect_cmd(), "block", "register", "-m", "cxhealth.blocks"], env,
                                      logs / "blocks.log", attempts=2)
                 _run_step([sys.executable, str(AUTOMATION_SCRIPT), "--pool", o.pool, "--queue", WFM_QUEUE], env,
                           logs / "automation.log")
@@ -527,7 +527,7 @@ def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lam
                                str(PREFECT_FILE)], env, logs / "deploy.log")
                     echo(f"deployments applied from {PREFECT_FILE.relative_to(REPO)}")
                 blocks.result()
-                echo("block types registered (prefect block register -m blocks)")
+                echo("block types registered (prefect block register -m cxhealth.blocks)")
             state.timings["setup_s"] = round(time.monotonic() - t0, 1)
 
             def online() -> bool:

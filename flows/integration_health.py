@@ -20,12 +20,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.states import Completed, Failed
 
-from flows.report import report_markdown, target_table
-from tasks.alerting import send_alerts
-from tasks.endpoints import endpoint_checks
-from tasks.handshake import handshake_diagnostics
-from tasks.health import TargetRun, check_target
-from tasks.oauth import oauth_smoke_test
+from cxhealth.flows.report import report_markdown, target_table
+from cxhealth.tasks.alerting import send_alerts
+from cxhealth.tasks.endpoints import endpoint_checks
+from cxhealth.tasks.handshake import handshake_diagnostics
+from cxhealth.tasks.health import TargetRun, check_target
+from cxhealth.tasks.oauth import oauth_smoke_test
 
 DEFAULT_TARGETS_FILE = "targets.toml"
 
@@ -57,11 +57,11 @@ async def load_config(targets_file: str | None, names: Sequence[str] | None) -> 
         path = DEFAULT_TARGETS_FILE
     env: Mapping[str, str] | None = None
     if path is not None:
-        from tasks.targets import load_targets
+        from cxhealth.tasks.targets import load_targets
 
         config = load_targets(path)
     else:
-        from blocks import aload_config_from_blocks  # registered CxTarget blocks
+        from cxhealth.blocks import aload_config_from_blocks  # registered CxTarget blocks
 
         config, env = await aload_config_from_blocks(list(names) if names else None)
         return config, list(config.targets), env  # already only the named blocks' targets
@@ -117,7 +117,7 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     emitted either way.
     """
     logger = get_run_logger()
-    from tasks.runtime import alert_settings, breaker_for
+    from cxhealth.tasks.runtime import alert_settings, breaker_for
 
     config, selected, env = await load_config(targets_file, targets)
     settings = alert_settings(config, env) if alerts else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from tasks.remedies import remediation_for
+from cxhealth.tasks.remedies import remediation_for
 
 
 def render_table(report: Mapping[str, Any]) -> str:

@@ -16,10 +16,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.integration_health import health_gate, load_config
-from tasks.checks.endpoints import endpoint_url
-from tasks.checks.http import client_for
-from tasks.checks.oauth import check_token
+from cxhealth.flows.integration_health import health_gate, load_config
+from cxhealth.tasks.checks.endpoints import endpoint_url
+from cxhealth.tasks.checks.http import client_for
+from cxhealth.tasks.checks.oauth import check_token
 
 SCHEDULES = "/api/v2/workforcemanagement/businessunits/{bu}/weeks/{week}/schedules"
 

@@ -4,7 +4,7 @@ Run it in one terminal, paste the printed ``cxhealth diagnose ...`` lines into
 another. It runs until Ctrl-C or SIGTERM (or ``--for SECONDS``), then stops
 every server and removes its temporary certificates.
 
-Also runnable as ``python -m lab.cli``. No Prefect import on this path.
+Also runnable as ``python -m cxhealth.lab.cli``. No Prefect import on this path.
 """
 
 from __future__ import annotations

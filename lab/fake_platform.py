@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from lab.pki import CA, write_bundle
+from cxhealth.lab.pki import CA, write_bundle
 
 LAB_DOMAIN = "cxlab.test"
 GENESYS_LOGIN = f"login.genesys.{LAB_DOMAIN}"
@@ -425,7 +425,7 @@ class FakePlatform:
 
     def target(self, platform: str, **overrides: Any) -> Any:
         """A :class:`tasks.targets.Target` at the lab (overrides: any target key)."""
-        from tasks.targets import Target  # lab → tasks only here, so the lab stays importable alone
+        from cxhealth.tasks.targets import Target  # lab → tasks only here, so the lab stays importable alone
 
         return Target(**self.target_values(platform, **overrides), source="<fake platform>")
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from lab.pki import CA, utcnow, write_bundle
+from cxhealth.lab.pki import CA, utcnow, write_bundle
 
 ENV_NAME = "LAB_FLAKY_CLIENT_SECRET"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.breaker import Breaker
-from tasks.checks.oauth import AccessToken
-from tasks.health import TargetRun, endpoints_stage
-from tasks.targets import Target
+from cxhealth.tasks.breaker import Breaker
+from cxhealth.tasks.checks.oauth import AccessToken
+from cxhealth.tasks.health import TargetRun, endpoints_stage
+from cxhealth.tasks.targets import Target
 
 
 @task(name="endpoint-checks", task_run_name="endpoints-{target.name}", cache_policy=NO_CACHE,

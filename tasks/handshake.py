@@ -9,9 +9,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.breaker import Breaker
-from tasks.health import TargetRun, handshake_stage
-from tasks.targets import Target
+from cxhealth.tasks.breaker import Breaker
+from cxhealth.tasks.health import TargetRun, handshake_stage
+from cxhealth.tasks.targets import Target
 
 
 @task(name="handshake-diagnostics", task_run_name="handshake-{target.name}", cache_policy=NO_CACHE,

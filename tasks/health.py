@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
-from tasks.breaker import Breaker, Decision, Transition
-from tasks.checks.endpoints import EndpointResult, check_endpoints
-from tasks.checks.http import client_for
-from tasks.checks.oauth import AccessToken, OAuthResult, check_token
-from tasks.targets import Target
-from tasks.tls import Diagnosis, diagnose
+from cxhealth.tasks.breaker import Breaker, Decision, Transition
+from cxhealth.tasks.checks.endpoints import EndpointResult, check_endpoints
+from cxhealth.tasks.checks.http import client_for
+from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
+from cxhealth.tasks.targets import Target
+from cxhealth.tasks.tls import Diagnosis, diagnose
 
 STAGES = ("handshake", "oauth", "endpoints", "breaker_open")
 

@@ -13,9 +13,9 @@ from typing import Mapping
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.checks.oauth import AccessToken
-from tasks.health import TargetRun, oauth_stage
-from tasks.targets import Target
+from cxhealth.tasks.checks.oauth import AccessToken
+from cxhealth.tasks.health import TargetRun, oauth_stage
+from cxhealth.tasks.targets import Target
 
 
 @task(name="oauth-token-smoke-test", task_run_name="oauth-{target.name}", cache_policy=NO_CACHE,

@@ -19,7 +19,7 @@ def alert_settings(config: Any, environ: Mapping[str, str] | None = None) -> Any
         return None
     from dataclasses import asdict
 
-    from tasks.alerts import AlertConfigError, AlertSettings
+    from cxhealth.tasks.alerts import AlertConfigError, AlertSettings
 
     table = {k: v for k, v in asdict(config.slack).items() if v is not None}
     try:
@@ -29,7 +29,7 @@ def alert_settings(config: Any, environ: Mapping[str, str] | None = None) -> Any
 
 
 def breaker_for(config: Any) -> Any:
-    from tasks.breaker import BreakerConfig, open_breaker
+    from cxhealth.tasks.breaker import BreakerConfig, open_breaker
 
     b = config.breaker
     try:
@@ -43,7 +43,7 @@ def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]
     """Post what this run changed to Slack (incidents, resolves, breaker transitions)."""
     if settings is None:
         return None
-    from tasks.alerts import Alerter, open_alert_store
+    from cxhealth.tasks.alerts import Alerter, open_alert_store
 
     try:
         store = open_alert_store(config.breaker.store)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from tasks.platforms import DEFAULT_ENDPOINTS, PlatformError, PlatformProfile, build_profile, host_port
-from tasks.tls.engine import DiagnoseOptions
-from tasks.tls.model import Endpoint
-from tasks.tls.policy import BASELINE_CIPHERS, PolicyError, TLSPolicy
+from cxhealth.tasks.platforms import DEFAULT_ENDPOINTS, PlatformError, PlatformProfile, build_profile, host_port
+from cxhealth.tasks.tls.engine import DiagnoseOptions
+from cxhealth.tasks.tls.model import Endpoint
+from cxhealth.tasks.tls.policy import BASELINE_CIPHERS, PolicyError, TLSPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -473,7 +473,7 @@ def _parse_breaker(data: Mapping[str, Any], source: str) -> BreakerSettings:
         if isinstance(t, bool) or not isinstance(t, int) or t < 1:
             raise TargetConfigError(f"{source}: [breaker]: threshold: must be a whole number >= 1, not {t!r}")
     if "store" in table:
-        from tasks.breaker.url import check_store_url
+        from cxhealth.tasks.breaker.url import check_store_url
 
         try:
             check_store_url(table["store"])

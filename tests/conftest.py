@@ -22,7 +22,7 @@ def _clean_trust_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def tls_lab():
-    from lab.tls_lab import TLSLab
+    from cxhealth.lab.tls_lab import TLSLab
 
     with TLSLab() as lab:
         yield lab

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from lab.fake_slack import FakeSlack
-from tasks.alerts import Alerter, AlertSettings, MemoryAlertStore, SqliteAlertStore
+from cxhealth.lab.fake_slack import FakeSlack
+from cxhealth.tasks.alerts import Alerter, AlertSettings, MemoryAlertStore, SqliteAlertStore
 from tests.test_alerts_payload import sample_result
 
 TOKEN = "xoxb-lab-token"
@@ -177,7 +177,7 @@ def test_the_breaker_opening_is_part_of_the_targets_incident_not_a_second_one(sl
     through the entry point every run uses (the report's results carry their transitions)."""
     from types import SimpleNamespace
 
-    from tasks.runtime import deliver_alerts
+    from cxhealth.tasks.runtime import deliver_alerts
 
     config = SimpleNamespace(breaker=SimpleNamespace(store=f"sqlite:///{tmp_path}/store.sqlite3"))
     settings = bot_settings(slack) if mode == "bot" else webhook_settings(slack)

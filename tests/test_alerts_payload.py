@@ -10,8 +10,8 @@ import json
 import pytest
 from slack_sdk.models.blocks import Block
 
-from tasks.alerts import payload as P
-from tasks.alerts.payload import build_breaker_message, build_incident_message, derive_cause
+from cxhealth.tasks.alerts import payload as P
+from cxhealth.tasks.alerts.payload import build_breaker_message, build_incident_message, derive_cause
 
 ALL_CAUSES = P.HANDSHAKE_CAUSES + P.FLOW_CAUSES
 
@@ -204,7 +204,7 @@ def test_remediation_follows_the_failed_stage() -> None:
 
 
 def test_an_endpoint_failure_leads_with_that_connections_own_fix() -> None:
-    from tasks.alerts.payload import remediation_for
+    from cxhealth.tasks.alerts.payload import remediation_for
 
     result = {"name": "t", "healthy": False, "stage": "endpoints", "handshake": {"remediation": []},
               "endpoints": [{"path": "/a", "ok": True, "remediation": []},

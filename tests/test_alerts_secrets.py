@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
-from lab.fake_slack import FakeSlack, iter_request_texts
-from tasks.alerts import Alerter, AlertConfigError, AlertSettings, Secret, open_alert_store
-from tasks.alerts.delivery import BotDelivery, RateLimitBudget, WebhookDelivery
+from cxhealth.lab.fake_slack import FakeSlack, iter_request_texts
+from cxhealth.tasks.alerts import Alerter, AlertConfigError, AlertSettings, Secret, open_alert_store
+from cxhealth.tasks.alerts.delivery import BotDelivery, RateLimitBudget, WebhookDelivery
 from tests.test_alerts_payload import sample_result
 
 

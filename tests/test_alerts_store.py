@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from lab.fake_slack import FakeSlack
-from tasks.alerts import AlertStoreError, MemoryAlertStore, RedisAlertStore, SqliteAlertStore, open_alert_store
-from tasks.alerts.store import sqlite_path_from_url
+from cxhealth.lab.fake_slack import FakeSlack
+from cxhealth.tasks.alerts import AlertStoreError, MemoryAlertStore, RedisAlertStore, SqliteAlertStore, open_alert_store
+from cxhealth.tasks.alerts.store import sqlite_path_from_url
 from tests.conftest import need_service
 from tests.test_alerts_payload import sample_result
 
@@ -125,7 +125,7 @@ def test_sqlite_tables_live_beside_others_in_the_same_file(tmp_path) -> None:
 
 def _run_phases(store_url: str, prefix: str, api_base: str, barrier, results_by_phase, out) -> None:
     """One worker process: the same runs as its siblings, phase by phase, at once."""
-    from tasks.alerts import Alerter, AlertSettings, open_alert_store
+    from cxhealth.tasks.alerts import Alerter, AlertSettings, open_alert_store
 
     store = open_alert_store(store_url, key_prefix=prefix)
     settings = AlertSettings(mode="bot", channel="#alerts", api_base=api_base, bot_token=TOKEN,

@@ -103,8 +103,8 @@ POLICY = "blk-test-policy"
 
 
 def _import(path: Path, cleanup, *extra: str) -> int:
-    from blocks import CxBreakerSettings, CxSlackSettings, CxTarget, CxTLSPolicy
-    from blocks.import_toml import main
+    from cxhealth.blocks import CxBreakerSettings, CxSlackSettings, CxTarget, CxTLSPolicy
+    from cxhealth.blocks.import_toml import main
 
     rc = main([str(path), "--settings-name", SETTINGS, "--policy-name", POLICY, *extra])
     cleanup += [(CxTarget, n) for n in ("blk-genesys-1", "blk-nice", "blk-partner")]
@@ -117,7 +117,7 @@ def _import(path: Path, cleanup, *extra: str) -> int:
 # ---------------------------------------------------------------------------
 
 def test_each_block_saves_and_loads_with_secrets_encrypted(cleanup):
-    from blocks import CxBreakerSettings, CxSlackSettings, CxTarget, CxTLSPolicy
+    from cxhealth.blocks import CxBreakerSettings, CxSlackSettings, CxTarget, CxTLSPolicy
 
     blocks = {
         "blk-save-target": CxTarget(platform="genesys", region="us_east_1", client_id="c", client_secret=CANARY,
@@ -145,7 +145,7 @@ def test_each_block_saves_and_loads_with_secrets_encrypted(cleanup):
 def test_a_target_block_takes_exactly_one_source_per_secret_and_never_echoes_it(values, message):
     from pydantic import ValidationError
 
-    from blocks import CxTarget
+    from cxhealth.blocks import CxTarget
 
     with pytest.raises(ValidationError, match=message) as info:
         CxTarget(platform="genesys", region="us_east_1", client_id="c", **values)
@@ -161,7 +161,7 @@ def test_a_target_block_takes_exactly_one_source_per_secret_and_never_echoes_it(
 def test_slack_settings_need_one_secret_for_their_mode(values, message):
     from pydantic import ValidationError
 
-    from blocks import CxSlackSettings
+    from cxhealth.blocks import CxSlackSettings
 
     with pytest.raises(ValidationError, match=message):
         CxSlackSettings(**values)
@@ -172,8 +172,8 @@ def test_slack_settings_need_one_secret_for_their_mode(values, message):
 # ---------------------------------------------------------------------------
 
 def test_imported_env_refs_load_as_the_same_targets_slack_and_breaker_as_the_toml(tmp_path, cleanup, capsys):
-    from blocks import CxTarget, CxTLSPolicy, load_config_from_blocks
-    from tasks.targets import load_targets
+    from cxhealth.blocks import CxTarget, CxTLSPolicy, load_config_from_blocks
+    from cxhealth.tasks.targets import load_targets
 
     path = _toml(tmp_path, TOML)
     assert _import(path, cleanup, "--keep-env-refs") == 0
@@ -193,8 +193,8 @@ def test_imported_env_refs_load_as_the_same_targets_slack_and_breaker_as_the_tom
 
 
 def test_every_target_block_loads_when_no_names_are_given(tmp_path, cleanup):
-    from blocks import load_config_from_blocks
-    from tasks.targets import load_targets
+    from cxhealth.blocks import load_config_from_blocks
+    from cxhealth.tasks.targets import load_targets
 
     path = _toml(tmp_path, TOML)
     assert _import(path, cleanup, "--keep-env-refs") == 0
@@ -204,8 +204,8 @@ def test_every_target_block_loads_when_no_names_are_given(tmp_path, cleanup):
 
 
 def test_block_secrets_reach_the_checks_only_through_the_env_mapping(tmp_path, cleanup, monkeypatch, capsys):
-    from blocks import BlockSecrets, load_config_from_blocks, synthetic_env_name
-    from tasks.targets import load_targets
+    from cxhealth.blocks import BlockSecrets, load_config_from_blocks, synthetic_env_name
+    from cxhealth.tasks.targets import load_targets
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -247,7 +247,7 @@ def test_a_block_may_name_a_secret_block_and_prefect_slack_blocks(cleanup, monke
     from prefect.blocks.system import Secret
     from prefect_slack import SlackCredentials, SlackWebhook
 
-    from blocks import CxSlackSettings, CxTarget, load_config_from_blocks
+    from cxhealth.blocks import CxSlackSettings, CxTarget, load_config_from_blocks
 
     save(cleanup, Secret(value="0123456789"), "blk-ref-secret")  # digits: must stay a string
     save(cleanup, CxTarget(platform="generic", token_url="https://auth.example.com/t", api_base="https://api.example.com",
@@ -267,8 +267,8 @@ def test_a_block_may_name_a_secret_block_and_prefect_slack_blocks(cleanup, monke
 
 
 def test_an_env_ref_block_resolves_from_the_worker_environment_at_use_time(cleanup, monkeypatch):
-    from blocks import CxTarget, load_config_from_blocks
-    from tasks.targets import TargetConfigError
+    from cxhealth.blocks import CxTarget, load_config_from_blocks
+    from cxhealth.tasks.targets import TargetConfigError
 
     save(cleanup, CxTarget(platform="genesys", region="us_east_1", client_id="c", client_secret_env="BLK_LATE"),
          "blk-env-target")
@@ -281,8 +281,8 @@ def test_an_env_ref_block_resolves_from_the_worker_environment_at_use_time(clean
 
 
 def test_missing_blocks_are_one_line_errors_naming_the_block(cleanup):
-    from blocks import BlockConfigError, CxTarget, load_config_from_blocks
-    from tasks.targets import TargetConfigError
+    from cxhealth.blocks import BlockConfigError, CxTarget, load_config_from_blocks
+    from cxhealth.tasks.targets import TargetConfigError
 
     with pytest.raises(BlockConfigError, match="no CxHealth Target block named 'blk-nowhere'") as info:
         load_config_from_blocks(["blk-nowhere"])
@@ -297,8 +297,8 @@ def test_missing_blocks_are_one_line_errors_naming_the_block(cleanup):
 
 
 def test_default_settings_blocks_apply_when_present(cleanup):
-    from blocks import DEFAULT_SETTINGS_BLOCK, CxBreakerSettings, CxTarget, load_config_from_blocks
-    from tasks.targets import BreakerSettings
+    from cxhealth.blocks import DEFAULT_SETTINGS_BLOCK, CxBreakerSettings, CxTarget, load_config_from_blocks
+    from cxhealth.tasks.targets import BreakerSettings
 
     save(cleanup, CxTarget(platform="genesys", region="us_east_1", client_id="c", client_secret_env="X"), "blk-dflt")
     config, _ = load_config_from_blocks(["blk-dflt"])
@@ -311,7 +311,7 @@ def test_default_settings_blocks_apply_when_present(cleanup):
 def test_the_async_loader_works_inside_an_async_flow(cleanup):
     from prefect import flow
 
-    from blocks import CxTarget, aload_config_from_blocks, load_config_from_blocks
+    from cxhealth.blocks import CxTarget, aload_config_from_blocks, load_config_from_blocks
 
     save(cleanup, CxTarget(platform="genesys", region="us_east_1", client_id="c", client_secret=CANARY), "blk-in-flow")
 
@@ -330,7 +330,7 @@ def test_the_async_loader_works_inside_an_async_flow(cleanup):
 # ---------------------------------------------------------------------------
 
 def test_import_refuses_bad_input_with_one_line_and_exit_2(tmp_path, cleanup, monkeypatch, capsys):
-    from blocks.import_toml import main
+    from cxhealth.blocks.import_toml import main
 
     for name in SECRETS:
         monkeypatch.delenv(name, raising=False)
@@ -356,7 +356,7 @@ def test_import_refuses_bad_input_with_one_line_and_exit_2(tmp_path, cleanup, mo
 
 
 def test_import_refuses_two_targets_that_would_share_a_block_name(tmp_path, capsys):
-    from blocks.import_toml import main
+    from cxhealth.blocks.import_toml import main
 
     text = "\n".join(f'[[target]]\nname = "{n}"\nplatform = "genesys"\nregion = "us_east_1"\nclient_id = "c"\n'
                      f'client_secret_env = "X"\n' for n in ("a.b", "a_b"))
@@ -366,7 +366,7 @@ def test_import_refuses_two_targets_that_would_share_a_block_name(tmp_path, caps
 
 def test_block_secrets_are_encrypted_in_the_prefect_database(tmp_path, cleanup, monkeypatch, prefect_harness):
     """Grep the harness's SQLite files: the stored canary is not there in plaintext."""
-    from blocks import load_config_from_blocks
+    from cxhealth.blocks import load_config_from_blocks
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -393,10 +393,10 @@ def test_a_flow_run_from_blocks_uses_their_secrets_and_leaves_them_nowhere(tmp_p
     """Given the lab's targets imported into blocks (secrets encrypted) and no secret in the
     environment, when integration-health runs without a targets file, then the token
     requests succeed, and the canary is in no file under Prefect's home or database."""
-    from blocks import DEFAULT_SETTINGS_BLOCK, CxBreakerSettings, CxTarget, CxTLSPolicy
-    from blocks.import_toml import main
-    from flows.integration_health import integration_health
-    from lab.fake_platform import FakeCredentials, FakePlatform
+    from cxhealth.blocks import DEFAULT_SETTINGS_BLOCK, CxBreakerSettings, CxTarget, CxTLSPolicy
+    from cxhealth.blocks.import_toml import main
+    from cxhealth.flows.integration_health import integration_health
+    from cxhealth.lab.fake_platform import FakeCredentials, FakePlatform
 
     canary = CANARY + "-flow"
     caplog.set_level("DEBUG")
@@ -503,8 +503,8 @@ def test_prefect_yaml_deploys_names_only_on_the_pool_and_queues_the_automation_u
     spec = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
     deployments = {d["flow_name"]: d for d in spec["deployments"]}
     health, sync = deployments["integration-health"], deployments["gated-wfm-sync"]
-    assert health["entrypoint"] == "flows/integration_health.py:integration_health"
-    assert sync["entrypoint"] == "flows/wfm_sync.py:gated_wfm_sync"
+    assert health["entrypoint"] == "cxhealth.flows.integration_health:integration_health"
+    assert sync["entrypoint"] == "cxhealth.flows.wfm_sync:gated_wfm_sync"
     assert health["schedules"][0]["interval"] == 300 and sync["schedules"][0]["cron"] == "0 * * * *"
     assert health["work_pool"]["name"] == sync["work_pool"]["name"] == "cxhealth-pool"
     assert sync["work_pool"]["work_queue_name"] == "wfm-sync" != health["work_pool"]["work_queue_name"]

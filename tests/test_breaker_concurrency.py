@@ -20,7 +20,7 @@ from collections import Counter
 
 import pytest
 
-from tasks.breaker import BreakerConfig, open_breaker
+from cxhealth.tasks.breaker import BreakerConfig, open_breaker
 
 from .test_breaker_stores import REDIS_URL, delete_redis_prefix, require_redis
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tasks.breaker import (
+from cxhealth.tasks.breaker import (
     BreakerConfig,
     BreakerState,
     Override,
@@ -18,7 +18,7 @@ from tasks.breaker import (
     open_breaker,
     sqlite_path,
 )
-from tasks.breaker.machine import BreakerRecord, admit as machine_admit
+from cxhealth.tasks.breaker.machine import BreakerRecord, admit as machine_admit
 
 HOST = "api.example.com"
 T0 = 1_700_000_000.0

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from tasks.breaker import BreakerConfig, BreakerState, Override, TransitionKind, open_breaker
+from cxhealth.tasks.breaker import BreakerConfig, BreakerState, Override, TransitionKind, open_breaker
 
 HOST = "login.example.com"
 CAUSE = {"cause": "cert_expired", "summary": "the leaf expired"}
@@ -288,7 +288,7 @@ def test_a_redis_that_never_answers_does_not_hang():
 
 
 def test_a_store_down_at_start_is_used_once_it_answers_after_the_retry_wait(caplog):
-    from tasks.breaker import Breaker, MemoryStore, StoreUnavailable
+    from cxhealth.tasks.breaker import Breaker, MemoryStore, StoreUnavailable
 
     caplog.set_level(logging.WARNING, logger="cxhealth.breaker")
     clock = lambda: T0  # noqa: E731
@@ -319,7 +319,7 @@ class FlakyStore:
     name = "flaky"
 
     def __init__(self, clock) -> None:
-        from tasks.breaker import MemoryStore
+        from cxhealth.tasks.breaker import MemoryStore
 
         self.inner = MemoryStore(clock)
         self.inner.name = self.name  # its decisions say which store answered
@@ -329,7 +329,7 @@ class FlakyStore:
         method = getattr(self.inner, attribute)
 
         def call(*args, **kwargs):
-            from tasks.breaker import StoreUnavailable
+            from cxhealth.tasks.breaker import StoreUnavailable
 
             if self.down:
                 raise StoreUnavailable("flaky store unreachable: it is down")
@@ -339,7 +339,7 @@ class FlakyStore:
 
 
 def test_a_store_that_dies_mid_run_falls_back_and_comes_back(caplog):
-    from tasks.breaker import Breaker, MemoryStore
+    from cxhealth.tasks.breaker import Breaker, MemoryStore
 
     caplog.set_level(logging.WARNING, logger="cxhealth.breaker")
     clock = lambda: T0  # noqa: E731
@@ -366,7 +366,7 @@ def test_a_store_that_dies_mid_run_falls_back_and_comes_back(caplog):
 
 
 def test_a_probe_whose_store_died_does_not_close_anything_elsewhere():
-    from tasks.breaker import Breaker, MemoryStore
+    from cxhealth.tasks.breaker import Breaker, MemoryStore
 
     clock_now = [T0]
     clock = lambda: clock_now[0]  # noqa: E731
@@ -396,8 +396,8 @@ def test_the_engine_never_imports_prefect():
     import subprocess
     import sys
 
-    code = ("import sys, tasks.breaker, tasks.breaker.sqlite_store, tasks.breaker.redis_store; "
+    code = ("import sys, cxhealth.tasks.breaker, cxhealth.tasks.breaker.sqlite_store, cxhealth.tasks.breaker.redis_store; "
             "sys.exit('prefect' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(__file__)),
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr or "tasks.breaker imported prefect"
+    assert result.returncode == 0, result.stderr or "cxhealth.tasks.breaker imported prefect"

@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from lab import pki
-from tasks.tls import Cause
-from tasks.tls import chain as ch
-from tasks.tls.classify import ChainFacts, classify_verify_failure
-from tasks.tls.probe import ProbeResult
-from tasks.tls.remediation import Facts, remediation_for
+from cxhealth.lab import pki
+from cxhealth.tasks.tls import Cause
+from cxhealth.tasks.tls import chain as ch
+from cxhealth.tasks.tls.classify import ChainFacts, classify_verify_failure
+from cxhealth.tasks.tls.probe import ProbeResult
+from cxhealth.tasks.tls.remediation import Facts, remediation_for
 
 NOW = datetime.now(timezone.utc)
 

@@ -8,11 +8,11 @@ import asyncio
 import httpx
 import pytest
 
-from lab.fake_platform import GENESYS_API, GENESYS_LOGIN, GENESYS_TLS13, NICE_API, FakePlatform, Reply
-from tasks.checks.endpoints import check_endpoints, run_http_checks
-from tasks.checks.http import build_client, client_for, hostname_matches
-from tasks.checks.oauth import check_token
-from tasks.checks.retry import FakeClock, RetryPolicy
+from cxhealth.lab.fake_platform import GENESYS_API, GENESYS_LOGIN, GENESYS_TLS13, NICE_API, FakePlatform, Reply
+from cxhealth.tasks.checks.endpoints import check_endpoints, run_http_checks
+from cxhealth.tasks.checks.http import build_client, client_for, hostname_matches
+from cxhealth.tasks.checks.oauth import check_token
+from cxhealth.tasks.checks.retry import FakeClock, RetryPolicy
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ class _ReopenTimes(threading.Thread):
 
     def __init__(self, store: str, host: str) -> None:
         super().__init__(daemon=True)
-        from tasks.breaker import BreakerConfig, open_breaker
+        from cxhealth.tasks.breaker import BreakerConfig, open_breaker
 
         self.breaker = open_breaker(store, BreakerConfig(threshold=2, window_s=60, open_s=OPEN_S, max_open_s=OPEN_S))
         self.host = host
@@ -128,7 +128,7 @@ class _ReopenTimes(threading.Thread):
 # ---------------------------------------------------------------------------
 
 def test_prefect_yaml_deploys_and_one_worker_runs_a_deployment_to_completed(tmp_path):
-    from lab.fake_platform import FakePlatform
+    from cxhealth.lab.fake_platform import FakePlatform
 
     fleet = _fleet()
     with FakePlatform() as fake:
@@ -142,7 +142,7 @@ def test_prefect_yaml_deploys_and_one_worker_runs_a_deployment_to_completed(tmp_
                 assert names == {"every-5-minutes", "hourly"}, names
                 deployment = api.deployment("integration-health", "every-5-minutes")
                 assert deployment["work_pool_name"] == "cxhealth-pool"
-                assert deployment["entrypoint"] == "flows/integration_health.py:integration_health"
+                assert deployment["entrypoint"] == "cxhealth.flows.integration_health:integration_health"
                 run = api.run_deployment(deployment["id"], {"targets_file": str(targets), "alerts": False})
                 final = _wait_final(api, [run["id"]], timeout=90)[run["id"]]
             assert _state(final) == "COMPLETED", _message(final)
@@ -182,9 +182,9 @@ def redis_url():
 @pytest.mark.timeout(480)
 def test_breaker_alerts_and_automation_hold_across_a_fleet(tmp_path, redis_url):
     need_service("PostgreSQL", "127.0.0.1", 5432)
-    from lab.fake_platform import FakePlatform
-    from lab.fake_slack import FakeSlack
-    from lab.switchable import SwitchableTLSServer
+    from cxhealth.lab.fake_platform import FakePlatform
+    from cxhealth.lab.fake_slack import FakeSlack
+    from cxhealth.lab.switchable import SwitchableTLSServer
 
     fleet = _fleet()
     suffix = secrets.token_hex(3)

@@ -20,7 +20,7 @@ CANARY = "canary-secret-7f3a9c-do-not-leak"
 
 @pytest.fixture(scope="module")
 def platform():
-    from lab.fake_platform import FakeCredentials, FakePlatform
+    from cxhealth.lab.fake_platform import FakeCredentials, FakePlatform
 
     creds = FakeCredentials(genesys_client_secret=CANARY)
     with FakePlatform(credentials=creds) as fake:
@@ -29,7 +29,7 @@ def platform():
 
 @pytest.fixture()
 def targets_file(tmp_path, platform, tls_lab, monkeypatch):
-    from lab.fake_platform import GENESYS_TLS13
+    from cxhealth.lab.fake_platform import GENESYS_TLS13
 
     for name, value in platform.env().items():
         monkeypatch.setenv(name, value)
@@ -56,7 +56,7 @@ def targets_file(tmp_path, platform, tls_lab, monkeypatch):
 
 
 async def _run(names, path):
-    from flows.integration_health import integration_health
+    from cxhealth.flows.integration_health import integration_health
 
     state = await integration_health(targets=names, targets_file=str(path), alerts=False, return_state=True)
     report = state.result(raise_on_failure=False)
@@ -141,8 +141,8 @@ def _poll_events(names: tuple[str, ...], wait_s: float = 20.0) -> set[tuple[str,
 
 
 def test_gate_stops_the_wfm_sync_before_any_write(prefect_harness, targets_file, tmp_path, platform):
-    from flows.integration_health import IntegrationUnhealthy
-    from flows.wfm_sync import gated_wfm_sync
+    from cxhealth.flows.integration_health import IntegrationUnhealthy
+    from cxhealth.flows.wfm_sync import gated_wfm_sync
 
     db = tmp_path / "wfm.sqlite3"
     before = platform.count(path=platform.schedules_path())
@@ -158,7 +158,7 @@ def test_gate_stops_the_wfm_sync_before_any_write(prefect_harness, targets_file,
 
 
 def test_a_sync_that_breaks_midway_writes_nothing(prefect_harness, targets_file, tmp_path, platform):
-    from flows.wfm_sync import SyncFetchError, gated_wfm_sync
+    from cxhealth.flows.wfm_sync import SyncFetchError, gated_wfm_sync
 
     db = tmp_path / "wfm-broken.sqlite3"
     platform.break_schedules(after_pages=1)

@@ -25,10 +25,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from lab import pki
-from lab.cli import main as lab_main
-from lab.tls_lab import PUBLIC_ISSUER, Scenario, TLSLab
-from tasks.tls.model import Cause
+from cxhealth.lab import pki
+from cxhealth.lab.cli import main as lab_main
+from cxhealth.lab.tls_lab import PUBLIC_ISSUER, Scenario, TLSLab
+from cxhealth.tasks.tls.model import Cause
 
 CONTRACT_WARNINGS = {"cert_expiring_soon", "proxy_interception", "tls12_only_policy", "weak_signature"}
 TIMEOUT_S = 0.3  # every lab peer is on loopback: anything slower is a timeout

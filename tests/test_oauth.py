@@ -15,13 +15,13 @@ import logging
 import httpx
 import pytest
 
-from lab.fake_platform import (GENESYS_API, GENESYS_LOGIN, GENESYS_TLS13, NICE_ISSUER, PARTNER_AUTH, FakeCredentials,
+from cxhealth.lab.fake_platform import (GENESYS_API, GENESYS_LOGIN, GENESYS_TLS13, NICE_ISSUER, PARTNER_AUTH, FakeCredentials,
                                FakePlatform, Reply)
-from lab.pki import CA, write_bundle
-from tasks.checks.endpoints import run_http_checks
-from tasks.checks.oauth import check_token
-from tasks.checks.retry import FakeClock
-from tasks.targets import TargetConfigError
+from cxhealth.lab.pki import CA, write_bundle
+from cxhealth.tasks.checks.endpoints import run_http_checks
+from cxhealth.tasks.checks.oauth import check_token
+from cxhealth.tasks.checks.retry import FakeClock
+from cxhealth.tasks.targets import TargetConfigError
 
 CANARY = "CANARY-5ecret-9b41d7"
 CANARY_KEY = "CANARY-accesskey-77e0c2"

@@ -12,10 +12,10 @@ import time
 import httpx
 import pytest
 
-from lab.fake_platform import GENESYS_TLS13, FakePlatform, wait_until
-from tasks.checks.http import client_for
-from tasks.checks.oauth import check_token
-from tasks.checks.retry import FakeClock, RetryPolicy, parse_retry_after, send_with_retry
+from cxhealth.lab.fake_platform import GENESYS_TLS13, FakePlatform, wait_until
+from cxhealth.tasks.checks.http import client_for
+from cxhealth.tasks.checks.oauth import check_token
+from cxhealth.tasks.checks.retry import FakeClock, RetryPolicy, parse_retry_after, send_with_retry
 
 
 @pytest.fixture(scope="module")

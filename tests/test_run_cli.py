@@ -14,7 +14,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from flows.cli import main
+from cxhealth.cli.main import main
 from tests.conftest import need_service
 
 CANARY = "canary-run-secret-41c9"
@@ -29,7 +29,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def platform():
-    from lab.fake_platform import FakeCredentials, FakePlatform
+    from cxhealth.lab.fake_platform import FakeCredentials, FakePlatform
 
     with FakePlatform(credentials=FakeCredentials(partner_client_secret=CANARY)) as fake:
         yield fake
@@ -37,7 +37,7 @@ def platform():
 
 @pytest.fixture(scope="module")
 def slack():
-    from lab.fake_slack import FakeSlack
+    from cxhealth.lab.fake_slack import FakeSlack
 
     with FakeSlack(token="xoxb-run-test", channels={"C0RUN": "run"}) as fake:
         yield fake
@@ -161,7 +161,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, content, needle
 
 def test_an_operator_kill_switch_rejects_every_check_until_cleared(tmp_path, platform, tls_lab, env):
     path = write(tmp_path, platform, tls_lab)
-    from tasks.targets import load_targets
+    from cxhealth.tasks.targets import load_targets
 
     host = load_targets(path).target("lab-genesys").endpoints_to_diagnose()[0].host
     code, out, _ = run_cli("breaker", "open", host, "--targets", path, "--reason", "vendor incident INC-1")
@@ -188,7 +188,7 @@ def test_breaker_overrides_need_one_host_and_a_reason(tmp_path, platform, tls_la
 
 def test_a_discovered_api_host_is_admitted_by_the_breaker_before_its_first_request(tmp_path, platform, tls_lab,
                                                                                       env):
-    from lab.fake_platform import NICE_API
+    from cxhealth.lab.fake_platform import NICE_API
 
     path = write(tmp_path, platform, tls_lab)
     assert run_cli("breaker", "open", NICE_API, "--targets", path, "--reason", "maintenance")[0] == 0

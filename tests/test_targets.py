@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.fake_platform import FakePlatform
-from tasks.checks.endpoints import run_http_checks
-from tasks.checks.retry import FakeClock
-from tasks.platforms import GENESYS_REGIONS, build_profile, tenant_id_from_id_token
-from tasks.targets import BreakerSettings, Secret, Target, TargetConfigError, load_targets, parse_targets
-from tasks.tls.policy import BASELINE_CIPHERS
+from cxhealth.lab.fake_platform import FakePlatform
+from cxhealth.tasks.checks.endpoints import run_http_checks
+from cxhealth.tasks.checks.retry import FakeClock
+from cxhealth.tasks.platforms import GENESYS_REGIONS, build_profile, tenant_id_from_id_token
+from cxhealth.tasks.targets import BreakerSettings, Secret, Target, TargetConfigError, load_targets, parse_targets
+from cxhealth.tasks.tls.policy import BASELINE_CIPHERS
 
 CONTRACT_EXAMPLE = textwrap.dedent('''
     [defaults]

@@ -2,24 +2,24 @@
 
 Public API::
 
-    from tasks.alerts import AlertSettings, Alerter, open_alert_store
+    from cxhealth.tasks.alerts import AlertSettings, Alerter, open_alert_store
     report = Alerter(AlertSettings.from_config(slack_table), open_alert_store(store_url)).process(
         results, transitions)
 """
 
 from __future__ import annotations
 
-from tasks.alerts.alerter import Alerter, AlertReport
-from tasks.alerts.delivery import DeliveryOutcome, classify_slack_error
-from tasks.alerts.incidents import Decision, IncidentPlanner
-from tasks.alerts.payload import (
+from cxhealth.tasks.alerts.alerter import Alerter, AlertReport
+from cxhealth.tasks.alerts.delivery import DeliveryOutcome, classify_slack_error
+from cxhealth.tasks.alerts.incidents import Decision, IncidentPlanner
+from cxhealth.tasks.alerts.payload import (
     SlackMessage,
     build_breaker_message,
     build_incident_message,
     derive_cause,
 )
-from tasks.alerts.settings import AlertConfigError, AlertSettings, Secret
-from tasks.alerts.store import (
+from cxhealth.tasks.alerts.settings import AlertConfigError, AlertSettings, Secret
+from cxhealth.tasks.alerts.store import (
     AlertStore,
     AlertStoreError,
     MemoryAlertStore,

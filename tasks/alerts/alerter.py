@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasks.alerts.delivery import BotDelivery, RateLimitBudget, WebhookDelivery
-from tasks.alerts.incidents import Decision, IncidentPlanner, breaker_target
-from tasks.alerts.outbox import OutboxDrainer
-from tasks.alerts.settings import AlertSettings
-from tasks.alerts.store import AlertStore
+from cxhealth.tasks.alerts.delivery import BotDelivery, RateLimitBudget, WebhookDelivery
+from cxhealth.tasks.alerts.incidents import Decision, IncidentPlanner, breaker_target
+from cxhealth.tasks.alerts.outbox import OutboxDrainer
+from cxhealth.tasks.alerts.settings import AlertSettings
+from cxhealth.tasks.alerts.store import AlertStore
 
 log = logging.getLogger("cxhealth.alerts")
 

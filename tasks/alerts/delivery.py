@@ -38,7 +38,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from tasks.alerts.settings import AlertSettings
+from cxhealth.tasks.alerts.settings import AlertSettings
 
 log = logging.getLogger("cxhealth.alerts")
 

@@ -36,8 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.alerts import payload as P
-from tasks.alerts.settings import AlertSettings
+from cxhealth.tasks.alerts import payload as P
+from cxhealth.tasks.alerts.settings import AlertSettings
 
 KEEP_RESOLVED_S = 7 * 24 * 3600.0
 BREAKER_CAUSE = "breaker_open"

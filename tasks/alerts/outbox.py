@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tasks.alerts.delivery import DeliveryOutcome
-from tasks.alerts.payload import SlackMessage
-from tasks.alerts.store import AlertStore
+from cxhealth.tasks.alerts.delivery import DeliveryOutcome
+from cxhealth.tasks.alerts.payload import SlackMessage
+from cxhealth.tasks.alerts.store import AlertStore
 
 log = logging.getLogger("cxhealth.alerts")
 

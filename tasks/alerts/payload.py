@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from tasks.remedies import remediation_for
+from cxhealth.tasks.remedies import remediation_for
 
 # Slack's documented limits (api.slack.com/reference/block-kit/blocks).
 MAX_BLOCKS = 50

@@ -20,14 +20,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tasks.checks.failures import Diagnoser, explain_failure, safe_code
-from tasks.checks.http import client_for, tls_facts
-from tasks.checks.oauth import AccessToken, OAuthResult, check_token
-from tasks.checks.retry import Clock, RetryPolicy, send_with_retry
-from tasks.platforms import DiscoveryError, api_base_from_discovery, host_port
-from tasks.targets import Target
-from tasks.tls.engine import diagnose
-from tasks.tls.model import Diagnosis
+from cxhealth.tasks.checks.failures import Diagnoser, explain_failure, safe_code
+from cxhealth.tasks.checks.http import client_for, tls_facts
+from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
+from cxhealth.tasks.checks.retry import Clock, RetryPolicy, send_with_retry
+from cxhealth.tasks.platforms import DiscoveryError, api_base_from_discovery, host_port
+from cxhealth.tasks.targets import Target
+from cxhealth.tasks.tls.engine import diagnose
+from cxhealth.tasks.tls.model import Diagnosis
 
 _HTTP_ERRORS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
 

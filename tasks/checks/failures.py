@@ -14,10 +14,10 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import httpx
 
-from tasks.checks.http import RealHostnameMismatch
-from tasks.tls.engine import DiagnoseOptions, diagnose
-from tasks.tls.model import Diagnosis, Endpoint
-from tasks.tls.policy import TLSPolicy
+from cxhealth.tasks.checks.http import RealHostnameMismatch
+from cxhealth.tasks.tls.engine import DiagnoseOptions, diagnose
+from cxhealth.tasks.tls.model import Diagnosis, Endpoint
+from cxhealth.tasks.tls.policy import TLSPolicy
 
 Diagnoser = Callable[[Endpoint, TLSPolicy, DiagnoseOptions], Awaitable[Diagnosis]]
 

@@ -23,13 +23,13 @@ from typing import Mapping
 
 import httpcore
 
-from tasks.tls.chain import names_cover
+from cxhealth.tasks.tls.chain import names_cover
 import httpx
 
-from tasks.tls.policy import TLSPolicy, build_verifying_context
+from cxhealth.tasks.tls.policy import TLSPolicy, build_verifying_context
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from tasks.targets import Target
+    from cxhealth.tasks.targets import Target
 
 USER_AGENT = "cxhealth/0.1"
 # httpcore sets ALPN on the context it is given (connection.py); a context built

@@ -20,12 +20,12 @@ from typing import Any, Mapping
 
 import httpx
 
-from tasks.checks.failures import Diagnoser, explain_failure, redact, safe_code
-from tasks.checks.http import client_for, tls_facts
-from tasks.checks.retry import Clock, RetryPolicy, send_with_retry
-from tasks.platforms import host_port, tenant_id_from_id_token
-from tasks.targets import Secret, Target
-from tasks.tls.engine import diagnose
+from cxhealth.tasks.checks.failures import Diagnoser, explain_failure, redact, safe_code
+from cxhealth.tasks.checks.http import client_for, tls_facts
+from cxhealth.tasks.checks.retry import Clock, RetryPolicy, send_with_retry
+from cxhealth.tasks.platforms import host_port, tenant_id_from_id_token
+from cxhealth.tasks.targets import Secret, Target
+from cxhealth.tasks.tls.engine import diagnose
 
 _NOT_SET = object()
 

@@ -39,7 +39,7 @@ def _toml(value: Any) -> str:
 
 
 def write_targets(path: Path, state: Path, lab: Any, fake: Any, slack: Any) -> None:
-    from lab.fake_platform import GENESYS_TLS13
+    from cxhealth.lab.fake_platform import GENESYS_TLS13
 
     lines = ["# Written by `cxhealth demo`: every host below is a local lab server.", ""]
 
@@ -69,7 +69,7 @@ def write_targets(path: Path, state: Path, lab: Any, fake: Any, slack: Any) -> N
 
 
 def _show_run(label: str, report: dict[str, Any], connections_before: int, lab_host: Any) -> None:
-    from flows.report import render_table
+    from cxhealth.flows.report import render_table
 
     _heading(label)
     _say(render_table(report))
@@ -92,9 +92,9 @@ def run_demo(args: Any) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.pop("PREFECT_API_URL", None)  # the embedded server on SQLite, whatever the shell has
 
-    from lab.fake_platform import FakePlatform
-    from lab.fake_slack import FakeSlack
-    from lab.tls_lab import TLSLab
+    from cxhealth.lab.fake_platform import FakePlatform
+    from cxhealth.lab.fake_slack import FakeSlack
+    from cxhealth.lab.tls_lab import TLSLab
 
     _say(f"cxhealth demo — state directory: {state}")
     _say("starting the lab: TLS failure scenarios, a fake Genesys/NICE platform, a fake Slack ...")
@@ -110,7 +110,7 @@ def run_demo(args: Any) -> int:
         _say("  genesys-tls12-client  the guide's trap: a client capped at TLS 1.2, a TLS 1.3-only API cluster")
         _say("  partner-behind-proxy  a target whose traffic a TLS-inspecting proxy (Zscaler) re-signs")
 
-        from flows.integration_health import run_flow_sync
+        from cxhealth.flows.integration_health import run_flow_sync
 
         _quiet_prefect_console()
 
@@ -140,8 +140,8 @@ def run_demo(args: Any) -> int:
             _say(f"    fix: {step}")
 
         _heading("the gate in front of a WFM sync")
-        from flows.integration_health import IntegrationUnhealthy
-        from flows.wfm_sync import gated_wfm_sync
+        from cxhealth.flows.integration_health import IntegrationUnhealthy
+        from cxhealth.flows.wfm_sync import gated_wfm_sync
 
         db = state / "wfm.sqlite3"
         for names in (["genesys-prod"], ["partner-behind-proxy"]):

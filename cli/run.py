@@ -12,12 +12,12 @@ import json
 import sys
 from typing import Any, Sequence
 
-from .cli import UsageError
+from .errors import UsageError
 
 
 def load_run_config(path: str, only: Sequence[str] = ()) -> tuple[Any, list[Any]]:
     """Load and validate the file and every secret it names: bad input is exit 2."""
-    from tasks.targets import TargetConfigError, load_targets
+    from cxhealth.tasks.targets import TargetConfigError, load_targets
 
     try:
         config = load_targets(path)
@@ -34,7 +34,7 @@ def load_run_config(path: str, only: Sequence[str] = ()) -> tuple[Any, list[Any]
 
 
 def _usage(fn: Any, *args: Any) -> Any:
-    from tasks.runtime import ConfigError
+    from cxhealth.tasks.runtime import ConfigError
 
     try:
         return fn(*args)
@@ -43,9 +43,9 @@ def _usage(fn: Any, *args: Any) -> Any:
 
 
 async def check_all(config: Any, targets: Sequence[Any]) -> list[dict[str, Any]]:
-    from tasks.health import check_targets
+    from cxhealth.tasks.health import check_targets
 
-    from tasks.runtime import breaker_for
+    from cxhealth.tasks.runtime import breaker_for
 
     breaker = _usage(breaker_for, config)
     try:
@@ -57,7 +57,7 @@ async def check_all(config: Any, targets: Sequence[Any]) -> list[dict[str, Any]]
 
 def run_run(args: Any) -> int:
     config, targets = load_run_config(args.targets, args.only)
-    from tasks.runtime import alert_settings, deliver_alerts
+    from cxhealth.tasks.runtime import alert_settings, deliver_alerts
 
     settings = None if args.no_alerts else _usage(alert_settings, config)
     if args.flow:
@@ -65,7 +65,7 @@ def run_run(args: Any) -> int:
 
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # busy machines
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")  # no ephemeral-server shutdown noise
-        from .integration_health import run_flow_sync
+        from cxhealth.flows.integration_health import run_flow_sync
 
         report = run_flow_sync(args.targets, [t.name for t in targets] if args.only else None,
                                alerts=not args.no_alerts)
@@ -80,7 +80,7 @@ def run_run(args: Any) -> int:
     if args.json:
         print(json.dumps(report, default=str))
     else:
-        from .report import render_table
+        from cxhealth.flows.report import render_table
 
         print(render_table(report))
     return 0 if report["healthy"] else 1

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from tasks.tls import DiagnoseOptions, Diagnosis, Endpoint, PolicyError, TLSPolicy, diagnose_many
-from tasks.tls.chain import StoreError, load_store
+from cxhealth.tasks.tls import DiagnoseOptions, Diagnosis, Endpoint, PolicyError, TLSPolicy, diagnose_many
+from cxhealth.tasks.tls.chain import StoreError, load_store
 
-from .cli import UsageError
+from .errors import UsageError
 
 
 def parse_target(text: str) -> Endpoint:

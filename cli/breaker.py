@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .cli import UsageError
+from .errors import UsageError
 
 
 def _status_dict(s: Any) -> dict[str, Any]:
@@ -26,8 +26,8 @@ def _status_dict(s: Any) -> dict[str, Any]:
 
 
 def run_breaker(args: Any) -> int:
-    from tasks.runtime import ConfigError, breaker_for
-    from tasks.targets import TargetConfigError, load_targets
+    from cxhealth.tasks.runtime import ConfigError, breaker_for
+    from cxhealth.tasks.targets import TargetConfigError, load_targets
 
     try:
         config = load_targets(args.targets)

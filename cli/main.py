@@ -15,13 +15,7 @@ import sys
 from typing import Sequence
 
 
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as contract §1
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+from .errors import UsageError, _Parser
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -79,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
         if args_list and args_list[0] == "lab":
-            from lab.cli import main as lab_main
+            from cxhealth.lab.cli import main as lab_main
 
             return lab_main(args_list[1:])
         args = parser.parse_args(args_list)
@@ -87,15 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         if args.command == "diagnose":
-            from .diagnose_cmd import run_diagnose
+            from .diagnose import run_diagnose
 
             return run_diagnose(args)
         if args.command == "run":
-            from .run_cmd import run_run
+            from .run import run_run
 
             return run_run(args)
         if args.command == "breaker":
-            from .breaker_cmd import run_breaker
+            from .breaker import run_breaker
 
             return run_breaker(args)
         if args.command == "demo":

@@ -140,16 +140,19 @@ def run_demo(args: Any) -> int:
             _say(f"    fix: {step}")
 
         _heading("the gate in front of a WFM sync")
-        from cxhealth.flows.integration_health import IntegrationUnhealthy
         from cxhealth.flows.wfm_sync import gated_wfm_sync
 
         db = state / "wfm.sqlite3"
         for names in (["genesys-prod"], ["partner-behind-proxy"]):
-            try:
-                count = asyncio.run(gated_wfm_sync(targets=names, targets_file=str(targets), db_path=str(db)))
+            sync_state = asyncio.run(gated_wfm_sync(targets=names, targets_file=str(targets), db_path=str(db),
+                                                    return_state=True))
+            if sync_state.is_completed():
+                count = sync_state.result()
+                if asyncio.iscoroutine(count):
+                    count = asyncio.run(count)
                 _say(f"  gated-wfm-sync {names}: gate passed, {count} schedule rows written to {db}")
-            except IntegrationUnhealthy as exc:
-                _say(f"  gated-wfm-sync {names}: the sync did not start — {exc}")
+            else:
+                _say(f"  gated-wfm-sync {names}: {sync_state.name} — {sync_state.message}")
         with sqlite3.connect(db) as conn:
             rows = conn.execute("SELECT count(*) FROM schedules").fetchone()[0] if _has_table(conn) else 0
         _say(f"  rows in {db.name}: {rows} (only the healthy target's sync wrote)")

@@ -4,6 +4,21 @@ Parameters carry target *names* and a file path only: Prefect stores flow
 parameters in plaintext (prefect-facts.md). Secrets are resolved inside the
 tasks, by name, from the environment (or from blocks).
 
+What ops see in the UI, in Prefect's own terms:
+
+* one task run per target, named after it (``check-target``), ``Completed`` when
+  the target is healthy and ``Failed(name="Unhealthy")`` when not, its message
+  the target's cause, host, summary and first fix;
+* the flow run ``Completed`` or ``Failed(name="Unhealthy")`` with a message that
+  names every unhealthy target first; its name and tags carry the targets and,
+  on failure, the causes (``unhealthy:<target>``, ``cause:<cause>``);
+* one log line per target (ERROR for a failure, WARNING while its breaker is
+  open), with the summary and the first fix;
+* the report artifact (``cxhealth-report``; the gate's is ``cxhealth-gate-report``)
+  and one per target (``cxhealth-target-<name>``), see :mod:`cxhealth.flows.report`;
+* events ``cxhealth.target.healthy|unhealthy`` and ``cxhealth.breaker.opened|closed``
+  whose resources carry the target, host and cause as labels.
+
 Async on purpose: a sync flow call has a ~1 s heartbeat floor in Prefect 3.9.
 """
 
@@ -15,106 +30,218 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from prefect.states import Completed, Failed
+from prefect.states import Cancelled, Completed, Failed, State
 
-from cxhealth.flows.report import report_markdown, target_table
+from cxhealth.flows.report import report_markdown, target_markdown
 from cxhealth.tasks.alerting import send_alerts
-from cxhealth.tasks.endpoints import endpoint_checks
-from cxhealth.tasks.handshake import handshake_diagnostics
-from cxhealth.tasks.health import TargetRun, check_target
-from cxhealth.tasks.oauth import oauth_smoke_test
+from cxhealth.tasks.health import TargetReport, check_target, config_error_report, utc_text
+from cxhealth.tasks.remedies import remediation_for
 
-DEFAULT_TARGETS_FILE = "targets.toml"
+REPORT_KEY = "cxhealth-report"
+GATE_REPORT_KEY = "cxhealth-gate-report"
+UNHEALTHY = "Unhealthy"   # the name of a Failed state that found an unhealthy integration
+HELD = "Held"             # the name of the Cancelled state of a sync the gate held
 
 
 class IntegrationUnhealthy(RuntimeError):
     """Raised by :func:`health_gate` when a target is unhealthy: the sync must not start.
 
     Attributes:
-        failures: ``[{name, stage, cause, summary}]`` for each unhealthy target.
+        failures: ``[{name, stage, cause, host, summary, fix, probe_at}]`` for each unhealthy target.
+        report: the gate's report (contract §2 dict), when there is one.
+
+    A sync flow ends in a named, non-crash state with :meth:`held`::
+
+        try:
+            await health_gate(targets=["genesys-prod"])
+        except IntegrationUnhealthy as exc:
+            return exc.held()          # Cancelled(name="Held", message=<which targets, why, when>)
     """
 
-    def __init__(self, failures: Sequence[Mapping[str, Any]]):
+    def __init__(self, failures: Sequence[Mapping[str, Any]], report: Mapping[str, Any] | None = None):
         self.failures = [dict(f) for f in failures]
+        self.report = dict(report) if report is not None else None
         super().__init__(failure_message(self.failures))
+
+    def held(self) -> State:
+        """The state a gated sync returns: ``Cancelled(name="Held")`` with one readable message.
+
+        Cancelled, not Failed: the sync did nothing wrong and ran nothing; the
+        integration's failure is reported once, by the health run that found it
+        (and Slack), and a Failed sync would be retried by flow retries into the
+        same open breaker.
+        """
+        return Cancelled(name=HELD, message="held: the sync did not start; " + failure_message(self.failures))
+
+
+def _first_fix(d: Mapping[str, Any]) -> str | None:
+    steps = remediation_for(d)
+    return steps[0] if steps else None
+
+
+def failure_of(d: Mapping[str, Any]) -> dict[str, Any]:
+    """What a message needs about one unhealthy target (from its report dict)."""
+    breaker = d.get("breaker") or {}
+    return {"name": d["name"], "stage": d.get("stage"), "cause": d.get("cause"), "host": d.get("host"),
+            "summary": d.get("summary"), "fix": _first_fix(d),
+            "probe_at": utc_text(breaker.get("reopen_at")) if breaker.get("state") in ("open", "half_open") else None}
+
+
+def failure_line(f: Mapping[str, Any]) -> str:
+    """``tls12-trap: endpoints failed (protocol_version_mismatch) on HOST — summary. Fix: …``"""
+    stage = "breaker open" if f.get("stage") == "breaker_open" else f"{f.get('stage')} failed"
+    line = f"{f['name']}: {stage} ({f.get('cause')})"
+    if f.get("host"):
+        line += f" on {f['host']}"
+    if f.get("summary"):
+        line += f" — {str(f['summary']).rstrip('.')}."
+    if f.get("fix"):
+        line += f" Fix: {f['fix']}"
+    if f.get("probe_at") and "probe" not in str(f.get("summary") or ""):
+        line += f" The breaker lets a probe through at {f['probe_at']}."
+    return line
 
 
 def failure_message(failures: Sequence[Mapping[str, Any]]) -> str:
-    parts = [f"{f['name']}: {f.get('stage')} failed ({f.get('cause')})" for f in failures]
-    return "unhealthy integration: " + "; ".join(parts)
+    return "unhealthy integration: " + " | ".join(failure_line(f) for f in failures)
 
 
-async def load_config(targets_file: str | None, names: Sequence[str] | None) -> tuple[Any, list[Any], Mapping[str, str] | None]:
-    """The configuration from a targets.toml, or from Prefect blocks when no file is given.
+def healthy_line(d: Mapping[str, Any]) -> str:
+    oauth = d.get("oauth") or {}
+    eps = d.get("endpoints") or []
+    tls = sorted({e.get("protocol") for e in eps if e.get("protocol")} | ({oauth["protocol"]} if oauth.get("protocol") else set()))
+    return (f"{d['name']}: healthy — token HTTP {oauth.get('status')}, {sum(1 for e in eps if e.get('ok'))}/{len(eps)} "
+            f"endpoints ok, {', '.join(tls) or 'TLS'}")
 
-    Returns (config, selected targets, env mapping for secrets or None for os.environ).
+
+# --- configuration ----------------------------------------------------------------------
+
+async def load_config(targets_file: str | None, names: Sequence[str] | None
+                      ) -> tuple[Any, list[Any], Mapping[str, str] | None]:
+    """The configuration, from exactly one source (the README's precedence rule):
+
+    1. the ``targets_file`` parameter, if given;
+    2. else ``$CXHEALTH_TARGETS``, if set;
+    3. else the Prefect blocks (CxHealth Target blocks, the ``default`` Slack and
+       breaker settings blocks).
+
+    A ``targets.toml`` that happens to be in the worker's working directory is
+    never picked up by itself. Errors name their source. Returns (config, selected
+    targets, env mapping for block-held secrets or None for os.environ).
     """
-    path = targets_file or os.environ.get("CXHEALTH_TARGETS")
-    if path is None and Path(DEFAULT_TARGETS_FILE).exists():
-        path = DEFAULT_TARGETS_FILE
-    env: Mapping[str, str] | None = None
+    path = targets_file or os.environ.get("CXHEALTH_TARGETS") or None
     if path is not None:
         from cxhealth.tasks.targets import load_targets
 
         config = load_targets(path)
+        selected = [config.target(n) for n in names] if names else list(config.targets)
+        return config, selected, None
+    from cxhealth.blocks import aload_config_from_blocks  # registered CxTarget blocks
+
+    config, env = await aload_config_from_blocks(list(names) if names else None)
+    return config, list(config.targets), env  # already only the named blocks' targets
+
+
+# --- events -----------------------------------------------------------------------------
+
+def _labels(d: Mapping[str, Any]) -> dict[str, str]:
+    out = {"cxhealth.target": str(d["name"]), "cxhealth.health": "healthy" if d["healthy"] else "unhealthy",
+           "cxhealth.cause": str(d.get("cause") or "ok"), "cxhealth.stage": str(d.get("stage") or "none")}
+    if d.get("host"):
+        out["cxhealth.host"] = str(d["host"])
+    return out
+
+
+def emit_events(docs: Sequence[Mapping[str, Any]]) -> None:
+    """One event per target and one per breaker transition, cause and host in the resource's labels
+    (the event feed shows ``prefect.resource.name``; Automations match labels)."""
+    for d in docs:
+        labels = _labels(d)
+        name = d["name"] if d["healthy"] else f"{d['name']}: {d.get('cause')}" + (f" on {d['host']}" if d.get("host") else "")
+        related = ([{"prefect.resource.id": f"cxhealth.host.{d['host']}", "prefect.resource.role": "host",
+                     "prefect.resource.name": str(d["host"])}] if d.get("host") else [])
+        emit_event(event=f"cxhealth.target.{'healthy' if d['healthy'] else 'unhealthy'}",
+                   resource={"prefect.resource.id": f"cxhealth.target.{d['name']}", "prefect.resource.name": name,
+                             **labels},
+                   related=related,
+                   payload={"stage": d.get("stage"), "cause": d.get("cause"), "host": d.get("host"),
+                            "summary": d.get("summary"), "fix": None if d["healthy"] else _first_fix(d),
+                            "breaker": (d.get("breaker") or {}).get("state")})
+        for tr in d.get("transitions") or []:
+            kind = "opened" if tr["kind"] in ("opened", "reopened") else "closed"
+            cause = str((tr.get("summary") or {}).get("cause") or d.get("cause") or "unknown")
+            resource = {"prefect.resource.id": f"cxhealth.breaker.{tr['host']}",
+                        "prefect.resource.name": f"breaker {tr['host']} {kind}" + (f": {cause}" if kind == "opened" else ""),
+                        "cxhealth.target": str(d["name"]), "cxhealth.host": str(tr["host"]), "cxhealth.cause": cause,
+                        "cxhealth.transition": str(tr["kind"])}
+            emit_event(event=f"cxhealth.breaker.{kind}", resource=resource,
+                       related=[{"prefect.resource.id": f"cxhealth.target.{d['name']}",
+                                 "prefect.resource.role": "target", "prefect.resource.name": str(d["name"])}],
+                       payload={"transition": tr["kind"], "at": tr.get("at"), "reopen_at": tr.get("reopen_at"),
+                                "probe_at": utc_text(tr.get("reopen_at")), "trips": tr.get("trips"), "cause": cause,
+                                "summary": (tr.get("summary") or {}).get("summary")})
+
+
+# --- the check of one target, as one task run ---------------------------------------------
+
+def log_target(logger: Any, d: Mapping[str, Any]) -> None:
+    """One line per target: INFO healthy, WARNING while its breaker is open, ERROR for a fresh failure."""
+    if d["healthy"]:
+        logger.info("%s", healthy_line(d))
     else:
-        from cxhealth.blocks import aload_config_from_blocks  # registered CxTarget blocks
-
-        config, env = await aload_config_from_blocks(list(names) if names else None)
-        return config, list(config.targets), env  # already only the named blocks' targets
-    selected = [config.target(n) for n in names] if names else list(config.targets)
-    return config, selected, env
+        logger.log(30 if d.get("stage") == "breaker_open" else 40, "%s", failure_line(failure_of(d)))
 
 
-async def _check_one(target: Any, breaker: Any, env: Mapping[str, str] | None) -> TargetRun:
-    run = TargetRun(name=target.name, platform=target.platform)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    try:
-        if await handshake_diagnostics(target, breaker, run):
-            token = await oauth_smoke_test(target, run, env)
-            if token is not None:
-                await endpoint_checks(target, breaker, run, token)
-    finally:
-        run.ms = round((loop.time() - start) * 1000, 1)
-    return run
+def _target_state(report: TargetReport) -> State:
+    d = report.to_dict()
+    if report.healthy:
+        return Completed(message=healthy_line(d), data=report)
+    return Failed(name=UNHEALTHY, message=failure_line(failure_of(d)), data=report)
 
+
+@task(name="check-target", task_run_name="{target.name}", cache_policy=NO_CACHE, persist_result=False, retries=0)
+async def check_target_task(target: Any, breaker: Any, env: Mapping[str, str] | None = None) -> State:
+    """The whole check of one target (handshake, token, endpoints) in one task run named after it.
+
+    Returns ``Completed`` when healthy, ``Failed(name="Unhealthy")`` otherwise; the
+    state's data is the frozen :class:`~cxhealth.tasks.health.TargetReport`
+    (kept in memory only: ``persist_result=False``).
+    """
+    report = await check_target(target, breaker, env)
+    log_target(get_run_logger(), report.to_dict())
+    return _target_state(report)
+
+
+async def _task_report(target: Any, breaker: Any, env: Mapping[str, str] | None) -> TargetReport:
+    state = await check_target_task(target, breaker, env, return_state=True)
+    report = state.result(raise_on_failure=False)
+    if asyncio.iscoroutine(report):
+        report = await report
+    if not isinstance(report, TargetReport):  # the task itself crashed: say so, as this target's failure
+        return config_error_report(target.name, f"the check crashed: {state.message}", platform=target.platform)
+    return report
+
+
+# --- the report of a run --------------------------------------------------------------------
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "target"
 
 
-def _emit_events(runs: Sequence[Mapping[str, Any]]) -> None:
-    for t in runs:
-        resource = {"prefect.resource.id": f"cxhealth.target.{t['name']}", "prefect.resource.name": t["name"]}
-        emit_event(event=f"cxhealth.target.{'healthy' if t['healthy'] else 'unhealthy'}", resource=resource,
-                   payload={"stage": t.get("stage"), "cause": t.get("cause"), "summary": t.get("summary"),
-                            "breaker": (t.get("breaker") or {}).get("state")})
-        for tr in t.get("transitions") or []:
-            kind = "opened" if tr["kind"] in ("opened", "reopened") else "closed"
-            emit_event(event=f"cxhealth.breaker.{kind}",
-                       resource={"prefect.resource.id": f"cxhealth.breaker.{tr['host']}",
-                                 "prefect.resource.name": tr["host"], "cxhealth.target": t["name"]},
-                       related=[{"prefect.resource.id": f"cxhealth.target.{t['name']}",
-                                 "prefect.resource.role": "target"}],
-                       payload={"transition": tr["kind"], "at": tr.get("at"), "reopen_at": tr.get("reopen_at"),
-                                "trips": tr.get("trips"), "cause": (tr.get("summary") or {}).get("cause")})
-
-
 async def health_report(targets: list[str] | None, targets_file: str | None, alerts: bool,
                         detailed: bool = True) -> dict[str, Any]:
     """Run every check inside the current flow run and publish the report
-    (artifacts, events, Slack). Shared by both flows, so the gate costs one flow run.
+    (events, Slack, artifacts — in that order: transitions first). Shared by both flows.
 
-    ``detailed``: three task runs per target (handshake, token, endpoints) and a
-    table artifact per target, as ops read them in the UI; False is the gate's
-    lean path: the same checks run in the flow run itself (no task runs: each
-    costs Prefect API round trips, bench/bench_gate.py), one log line per
-    target, and the report artifact only when the gate fails. Events are
-    emitted either way.
+    ``detailed``: one task run per target and an artifact per target, as ops
+    read them in the UI; False is the gate's lean path: the same checks run in
+    the flow run itself (no task runs: each costs Prefect API round trips,
+    bench/bench_gate.py), one log line per target, and the report artifact
+    (``cxhealth-gate-report``) only when the gate fails. Events are emitted either way.
     """
     logger = get_run_logger()
     from cxhealth.tasks.runtime import alert_settings, breaker_for
@@ -124,7 +251,7 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     breaker = breaker_for(config)
     try:
         if detailed:
-            runs = await asyncio.gather(*(_check_one(t, breaker, env) for t in selected))
+            runs = await asyncio.gather(*(_task_report(t, breaker, env) for t in selected))
         else:
             runs = await asyncio.gather(*(check_target(t, breaker, env) for t in selected))
     finally:
@@ -139,59 +266,130 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     except Exception:  # noqa: BLE001 - a link is a nicety
         pass
     report: dict[str, Any] = {"healthy": all(d["healthy"] for d in docs), "targets": docs}
+    emit_events(docs)
     if settings is not None:
         report["alerts"] = await asyncio.to_thread(send_alerts, config, settings, docs)
-    for d in docs:
-        logger.info("%s: %s%s", d["name"], "healthy" if d["healthy"] else f"{d['stage']} failed ({d['cause']})",
-                    f" — {d['summary']}" if not d["healthy"] else "")
-    publish_report = detailed or not report["healthy"]  # a healthy gate's report is read by no one
-    await asyncio.gather(
-        *((create_markdown_artifact(key="cxhealth-report", markdown=report_markdown(report),
-                                    description="cxhealth integration health report"),) if publish_report else ()),
-        *(create_table_artifact(key=f"cxhealth-target-{_slug(d['name'])}", table=target_table(d),
-                                description=f"{d['name']}: {'healthy' if d['healthy'] else d['cause']}")
-          for d in (docs if detailed else ())))
-    _emit_events(docs)
+    if not detailed:
+        for d in docs:
+            log_target(logger, d)
+    if detailed:
+        await asyncio.gather(
+            create_markdown_artifact(key=REPORT_KEY, markdown=report_markdown(report),
+                                     description=_describe(report)),
+            *(create_markdown_artifact(key=f"cxhealth-target-{_slug(d['name'])}", markdown=target_markdown(d),
+                                       description=("healthy: " if d["healthy"] else "UNHEALTHY: ")
+                                       + (d["name"] if d["healthy"] else f"{d['name']} {d.get('cause')}"))
+              for d in docs))
+    elif not report["healthy"]:  # a healthy gate's report is read by no one
+        await create_markdown_artifact(key=GATE_REPORT_KEY, markdown=report_markdown(report, title="Health gate"),
+                                       description="the health gate held the sync: " + _describe(report))
     return report
 
 
+def _describe(report: Mapping[str, Any]) -> str:
+    bad = [d for d in report["targets"] if not d["healthy"]]
+    if not bad:
+        return f"healthy: {len(report['targets'])} target(s)"
+    return "UNHEALTHY: " + ", ".join(f"{d['name']} ({d.get('cause')})" for d in bad)
+
+
 def _failures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": d["name"], "stage": d["stage"], "cause": d["cause"], "summary": d["summary"]}
-            for d in report["targets"] if not d["healthy"]]
+    return [failure_of(d) for d in report["targets"] if not d["healthy"]]
 
 
-@flow(name="integration-health", description="Handshake diagnostics -> OAuth token smoke test -> endpoint checks, "
+def run_title(report: Mapping[str, Any], prefix: str = "health") -> str:
+    """The flow run's name after the checks: which targets, and the causes when unhealthy."""
+    bad = [d for d in report["targets"] if not d["healthy"]]
+    if bad:
+        text = f"{prefix} UNHEALTHY " + ", ".join(f"{d['name']} ({d.get('cause')})" for d in bad)
+    else:
+        text = f"{prefix} ok " + ", ".join(d["name"] for d in report["targets"])
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def run_tags(report: Mapping[str, Any]) -> list[str]:
+    tags = [f"target:{d['name']}" for d in report["targets"]]
+    for d in report["targets"]:
+        if not d["healthy"]:
+            tags += [f"unhealthy:{d['name']}", f"cause:{d.get('cause')}"]
+    return list(dict.fromkeys(tags + (["unhealthy"] if not report["healthy"] else ["healthy"])))
+
+
+async def label_flow_run(name: str | None, tags: Sequence[str]) -> None:
+    """Rename the current flow run and add tags (the runs list then says which integration broke)."""
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.runtime import flow_run
+
+        run_id = flow_run.id
+        if not run_id:
+            return
+        existing = list(flow_run.tags or [])
+        async with get_client() as client:
+            await client.update_flow_run(run_id, name=name, tags=list(dict.fromkeys(existing + list(tags))))
+    except Exception as exc:  # noqa: BLE001 - a label is a nicety, the state carries the verdict
+        get_run_logger().debug("could not label the flow run: %s", type(exc).__name__)
+
+
+def _health_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    names = (flow_run.parameters or {}).get("targets")
+    return "health " + (", ".join(names) if names else "all targets")
+
+
+@flow(name="integration-health", flow_run_name=_health_run_name,
+      description="Handshake diagnostics -> OAuth token smoke test -> endpoint checks, "
       "under the shared circuit breaker, with Slack alerts.")
 async def integration_health(targets: list[str] | None = None, targets_file: str | None = None,
                              alerts: bool = True) -> Any:
-    """Check every target concurrently; Completed when all are healthy, Failed otherwise.
+    """Check every target concurrently; Completed when all are healthy, Failed(name="Unhealthy") otherwise.
 
     Args:
         targets: target names to check (default: all).
-        targets_file: a targets.toml path (default: $CXHEALTH_TARGETS, ./targets.toml, else the CxTarget blocks).
+        targets_file: a targets.toml path on the worker (default: $CXHEALTH_TARGETS, else the CxTarget blocks).
         alerts: post to Slack (False: send and queue nothing).
     """
     report = await health_report(targets, targets_file, alerts)
+    await label_flow_run(run_title(report), run_tags(report))
     if report["healthy"]:
-        return Completed(message=f"{len(report['targets'])} target(s) healthy", data=report)
-    return Failed(message=failure_message(_failures(report)), data=report)
+        return Completed(message=f"{len(report['targets'])} target(s) healthy: "
+                         + ", ".join(d["name"] for d in report["targets"]), data=report)
+    return Failed(name=UNHEALTHY, message=failure_message(_failures(report)), data=report)
+
+
+async def _gate(targets: list[str] | None, targets_file: str | None, alerts: bool) -> dict:
+    report = await health_report(targets, targets_file, alerts, detailed=False)
+    if not report["healthy"]:
+        raise IntegrationUnhealthy(_failures(report), report)
+    return {"healthy": True, "targets": [t["name"] for t in report["targets"]]}
 
 
 @flow(name="health-gate", description="Returns when the integrations are healthy; raises IntegrationUnhealthy otherwise.")
+async def health_gate_flow(targets: list[str] | None = None, targets_file: str | None = None,
+                           alerts: bool = True) -> dict:
+    """The gate as a flow run of its own (when :func:`health_gate` is called outside a flow)."""
+    return await _gate(targets, targets_file, alerts)
+
+
 async def health_gate(targets: list[str] | None = None, targets_file: str | None = None, alerts: bool = True) -> dict:
     """Call at the top of a sync flow: the sync never starts against an unhealthy integration.
 
-    The checks, events, alerts and report artifact are the integration-health
-    flow's, run inside this one flow run without task runs: the gate sits in
-    front of every sync, so its orchestration cost matters (bench/bench_gate.py).
+    Inside a flow run the checks run *in that run* (no subflow, no task runs: the
+    gate sits in front of every sync, so its cost matters, bench/bench_gate.py):
+    its events, alerts, log lines and — when it fails — the ``cxhealth-gate-report``
+    artifact land on the sync's own run. Outside a flow it runs as the
+    ``health-gate`` flow.
 
     Raises:
-        IntegrationUnhealthy: naming each unhealthy target, its stage and cause.
+        IntegrationUnhealthy: naming each unhealthy target, its stage, cause, host and
+            first fix; ``exc.held()`` is the state a sync should end in.
     """
-    report = await health_report(targets, targets_file, alerts, detailed=False)
-    if not report["healthy"]:
-        raise IntegrationUnhealthy(_failures(report))
-    return {"healthy": True, "targets": [t["name"] for t in report["targets"]]}
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is not None:
+        return await _gate(targets, targets_file, alerts)
+    return await health_gate_flow(targets=targets, targets_file=targets_file, alerts=alerts)
 
 
 def run_flow_sync(targets_file: str, names: Sequence[str] | None, alerts: bool = True) -> dict[str, Any]:

@@ -1,10 +1,16 @@
 """Renderings of the contract §2 report: the CLI's table, the Prefect markdown
-artifact, a target's table artifact. Pure functions of the report dict."""
+artifacts (the run's report and one per target). Pure functions of the report dict.
+
+The artifacts fit the UI's width: five short columns (target, connection, host,
+result, TLS version), a row per host and connection, unhealthy targets first;
+the summary, the fix, the breaker ("open since … because …; probe at …") and the
+ciphers go below the table. Every time is UTC and says so."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from cxhealth.tasks.timefmt import utc_text
 from cxhealth.tasks.remedies import remediation_for
 
 
@@ -36,37 +42,148 @@ def render_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(report: Mapping[str, Any]) -> str:
-    lines = [f"# Integration health: {'healthy' if report['healthy'] else 'UNHEALTHY'}", "",
-             "| target | health | stage | cause | TLS | token | endpoints | breaker |",
-             "|---|---|---|---|---|---|---|---|"]
-    for t in report["targets"]:
-        hs, oauth, eps = t.get("handshake") or {}, t.get("oauth") or {}, t.get("endpoints") or []
-        lines.append(f"| {t['name']} | {'ok' if t['healthy'] else '**FAIL**'} | {t.get('stage') or '-'} | "
-                     f"`{t.get('cause')}` | {hs.get('protocol') or '-'} {hs.get('cipher') or ''} | "
-                     f"{oauth.get('status') or '-'} | {sum(1 for e in eps if e.get('ok'))}/{len(eps)} | "
-                     f"{(t.get('breaker') or {}).get('state')} |")
-    for t in report["targets"]:
-        if t["healthy"]:
-            continue
-        lines += ["", f"## {t['name']}: `{t.get('cause')}` at {t.get('stage')}", "", t.get("summary") or ""]
-        for i, step in enumerate(remediation_for(t), 1):
-            lines.append(f"{i}. {step}")
+def short_tls(protocol: Any) -> str:
+    """``TLSv1.3`` -> ``1.3`` (the cipher goes below the table, not in it)."""
+    if not protocol:
+        return "–"
+    return str(protocol).replace("TLSv", "")
+
+
+def _path(path: Any, limit: int = 28) -> str:
+    text = str(path or "?")
+    if text.startswith("https://"):
+        text = "/" + text.split("/", 3)[-1] if text.count("/") >= 3 else text
+    text = text.split("?", 1)[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _result(ok: Any, status: Any, cause: Any, error: Any) -> str:
+    if ok:
+        return f"ok {status}" if status else "ok"
+    if cause not in (None, "ok"):
+        return f"**{cause}**"
+    if error:
+        return f"**{error}**" + (f" {status}" if status else "")
+    return f"**HTTP {status}**" if status else "**failed**"
+
+
+def connection_rows(t: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """A row per host and connection: (connection, host, result, TLS)."""
+    rows: list[tuple[str, str, str, str]] = []
+    hs, oauth = t.get("handshake") or {}, t.get("oauth") or {}
+    breaker = t.get("breaker") or {}
+    token_host = t.get("token_host") or (hs.get("target") or {}).get("host") or oauth.get("host") or "–"
+    if t.get("cause") == "config_error" and not hs:
+        rows.append(("configuration", str(t.get("host") or token_host), "**config_error**", "–"))
+    elif hs:
+        rows.append(("TLS handshake", str(token_host), _result(hs.get("ok"), None, hs.get("cause"), None),
+                     short_tls(hs.get("protocol"))))
+    elif t.get("stage") == "breaker_open":
+        rows.append(("TLS handshake", str(breaker.get("host") or token_host),
+                     f"**breaker open** ({t.get('cause')})", "–"))
+    if oauth or (t.get("stage") == "oauth"):
+        rows.append(("token", str(oauth.get("host") or token_host),
+                     _result(oauth.get("ok"), oauth.get("status"), oauth.get("cause"), oauth.get("error"))
+                     if oauth else f"**{t.get('cause')}**", short_tls(oauth.get("protocol"))))
+    for e in t.get("endpoints") or []:
+        result = _result(e.get("ok"), e.get("status"), e.get("cause"), e.get("error"))
+        if e.get("error") == "breaker_open":
+            result = "skipped: **breaker open**"
+        elif e.get("skipped") and not e.get("ok"):
+            result = f"skipped ({e.get('cause') or e.get('error')})"
+        rows.append((_path(e.get("path")), str(e.get("host") or "–"), result, short_tls(e.get("protocol"))))
+    return rows
+
+
+def _mark(t: Mapping[str, Any]) -> str:
+    return ("✓ " if t["healthy"] else "✗ ") + str(t["name"])
+
+
+def _table(targets: Any) -> list[str]:
+    lines = ["| target | connection | host | result | TLS |", "|---|---|---|---|---|"]
+    for t in targets:
+        for i, (conn, host, result, tls) in enumerate(connection_rows(t) or [("–", "–", "–", "–")]):
+            lines.append(f"| {_mark(t) if i == 0 else ''} | {conn} | {host} | {result} | {tls} |")
+    return lines
+
+
+def breaker_text(t: Mapping[str, Any]) -> str | None:
+    """``open since … because …; probe at … UTC`` when the target's breaker is not closed."""
+    b = t.get("breaker") or {}
+    if b.get("state") in (None, "closed"):
+        return None
+    last = b.get("last_failure") or {}
+    text = f"{b.get('state')} for {b.get('host') or t.get('host') or '?'}"
+    if last.get("at"):
+        text += f" since {utc_text(last['at'])}"
+    if last.get("cause"):
+        text += f" because `{last['cause']}`" + (f" ({last['summary']})" if last.get("summary") else "")
+    if b.get("override"):
+        text += f"; operator override `{b['override']}`"
+    elif b.get("reopen_at"):
+        text += f"; one probe is let through at {utc_text(b['reopen_at'])}"
+    return text
+
+
+def _details(t: Mapping[str, Any]) -> list[str]:
+    lines = [f"### {_mark(t)} — `{t.get('cause')}`", "",
+             f"**Where:** {t.get('stage')} stage, host `{t.get('host') or '?'}`"
+             + (f" (token host `{t['token_host']}`)" if t.get("token_host") and t.get("token_host") != t.get("host") else ""),
+             "", f"**What:** {t.get('summary')}", ""]
+    if t.get("stage") == "breaker_open":
+        lines[2] = f"**Where:** host `{t.get('host') or '?'}`, turned away by its open breaker (no connection)"
+    steps = remediation_for(t)
+    if steps:
+        lines.append("**Fix:**")
+        lines += [f"{i}. {step}" for i, step in enumerate(steps[:4], 1)]
+        lines.append("")
+    b = breaker_text(t)
+    if b:
+        lines += [f"**Breaker:** {b}", ""]
+    return lines
+
+
+def _tls_facts(t: Mapping[str, Any]) -> str | None:
+    facts = []
+    hs, oauth = t.get("handshake") or {}, t.get("oauth") or {}
+    if hs.get("protocol"):
+        facts.append(f"handshake {hs.get('protocol')} {hs.get('cipher') or ''}".strip())
+    if oauth.get("protocol"):
+        facts.append(f"token {oauth.get('protocol')} {oauth.get('cipher') or ''}".strip())
+    for e in t.get("endpoints") or []:
+        if e.get("protocol"):
+            facts.append(f"{_path(e.get('path'))} {e.get('protocol')} {e.get('cipher') or ''}".strip())
+    return ("TLS: " + "; ".join(f"`{f}`" for f in facts)) if facts else None
+
+
+def report_markdown(report: Mapping[str, Any], title: str = "Integration health") -> str:
+    """The run's report artifact: unhealthy targets first, a short table, then the details."""
+    targets = sorted(report["targets"], key=lambda t: bool(t["healthy"]))  # unhealthy first (stable)
+    bad = [t for t in targets if not t["healthy"]]
+    when = utc_text(min((t.get("started_at") for t in targets if t.get("started_at")), default=None))
+    head = (f"# {title}: ✗ UNHEALTHY — " + ", ".join(f"{t['name']} (`{t.get('cause')}`)" for t in bad)
+            if bad else f"# {title}: ✓ healthy — {len(targets)} target(s)")
+    lines = [head, "", f"Checked at {when or '?'}. Times are UTC.", ""] + _table(targets)
+    for t in bad:
+        lines += [""] + _details(t)
+    healthy_facts = [(t, _tls_facts(t)) for t in targets]
+    facts = [f"- {t['name']}: {f}" for t, f in healthy_facts if f]
+    if facts:
+        lines += ["", "<details><summary>TLS versions and ciphers</summary>", "", *facts, "", "</details>"]
+    alerts = report.get("alerts")
+    if alerts:
+        lines += ["", f"Slack: sent {len(alerts.get('sent') or [])}, queued {alerts.get('queued', 0)}"
+                  + (f"; configuration errors: {'; '.join(alerts['config_errors'])}" if alerts.get("config_errors") else "")]
     return "\n".join(lines)
 
 
-def target_table(t: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"check": "handshake", "ok": (t.get("handshake") or {}).get("ok"),
-             "detail": (t.get("handshake") or {}).get("cause"),
-             "protocol": (t.get("handshake") or {}).get("protocol"), "ms": (t.get("handshake") or {}).get("handshake_ms")}]
-    if t.get("oauth"):
-        o = t["oauth"]
-        rows.append({"check": "oauth", "ok": o.get("ok"), "detail": o.get("error") or o.get("status"),
-                     "protocol": o.get("protocol"), "ms": o.get("ms")})
-    for e in t.get("endpoints") or []:
-        rows.append({"check": e.get("path"), "ok": e.get("ok"), "detail": e.get("error") or e.get("status"),
-                     "protocol": e.get("protocol"), "ms": e.get("ms")})
-    rows.append({"check": "breaker", "ok": (t.get("breaker") or {}).get("state") == "closed",
-                 "detail": (t.get("breaker") or {}).get("state"), "protocol": None,
-                 "ms": None})
-    return rows
+def target_markdown(t: Mapping[str, Any]) -> str:
+    """One target's artifact: its connections, and what to do when it is unhealthy."""
+    head = f"# {_mark(t)}: " + ("healthy" if t["healthy"] else f"UNHEALTHY — `{t.get('cause')}`")
+    lines = [head, "", f"Checked at {utc_text(t.get('started_at')) or '?'}. Times are UTC.", ""] + _table([t])
+    if not t["healthy"]:
+        lines += [""] + _details(t)
+    facts = _tls_facts(t)
+    if facts:
+        lines += ["", facts]
+    return "\n".join(lines)

@@ -1,10 +1,12 @@
 """An example gated WFM sync: the health gate, then schedules into SQLite in one transaction.
 
-What a data team writes: call :func:`flows.integration_health.health_gate` first,
-so the sync never starts against an unhealthy integration (and the reason is the
-flow run's state message); then fetch and write. Nothing is written when the gate
-fails or the fetch breaks midway: all pages are fetched before one transaction
-replaces the week's rows.
+What a data team writes: call :func:`cxhealth.health_gate` first, for the targets
+the sync depends on, so the sync never starts against an unhealthy integration;
+when it holds the sync, end in the gate's named state (``Cancelled(name="Held")``,
+its message: which targets, why, when the breaker lets a probe through) instead
+of crashing with a traceback; the gate's report is an artifact of this run.
+Then fetch and write. Nothing is written when the gate fails or the fetch breaks
+midway: all pages are fetched before one transaction replaces the week's rows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from cxhealth.flows.integration_health import health_gate, load_config
+from cxhealth.flows.integration_health import IntegrationUnhealthy, health_gate, label_flow_run, load_config
 from cxhealth.tasks.checks.endpoints import endpoint_url
 from cxhealth.tasks.checks.http import client_for
 from cxhealth.tasks.checks.oauth import check_token
@@ -65,18 +67,36 @@ def write_schedules(db_path: str, business_unit: str, week: str, rows: list[dict
     return len(rows)
 
 
-@flow(name="gated-wfm-sync", description="Health gate, then the week's WFM schedules into SQLite in one transaction.")
+def _sync_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    names = (flow_run.parameters or {}).get("targets")
+    return "wfm-sync " + (", ".join(names) if names else "all targets")
+
+
+@flow(name="gated-wfm-sync", flow_run_name=_sync_run_name,
+      description="Health gate, then the week's WFM schedules into SQLite in one transaction.")
 async def gated_wfm_sync(targets: list[str] | None = None, targets_file: str | None = None,
                          db_path: str = "~/.cxhealth/wfm.sqlite3", business_unit: str = "bu-lab-1",
-                         week: str = "2024-05-06") -> int:
+                         week: str = "2024-05-06") -> Any:
     """Gate, fetch, write. Returns the number of rows written.
 
+    Args:
+        targets: the targets this sync depends on (the gate checks only these; the
+            deployment names them). The first one is the platform the sync reads.
+
+    Ends ``Cancelled(name="Held")`` when the gate holds it (nothing fetched or written).
+
     Raises:
-        IntegrationUnhealthy: the gate failed; the sync did not start.
         SyncFetchError: the fetch broke; nothing was written.
     """
     logger = get_run_logger()
-    await health_gate(targets=targets, targets_file=targets_file)
+    try:
+        await health_gate(targets=targets, targets_file=targets_file)
+    except IntegrationUnhealthy as exc:
+        logger.warning("%s", exc.held().message)
+        await label_flow_run(None, ["held"] + [f"held-by:{f['name']}" for f in exc.failures])
+        return exc.held()
     config, selected, env = await load_config(targets_file, targets)
     rows = await fetch_schedules(selected[0], env, business_unit, week)
     count = write_schedules(db_path, business_unit, week, rows)

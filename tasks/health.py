@@ -1,29 +1,46 @@
-"""One target's health check, Prefect-free: breaker -> handshake -> token -> endpoints.
+"""One target's health check, Prefect-free: the one orchestration.
 
-The same steps run in-process (`cxhealth run`) and as Prefect tasks (flows/):
-the stage functions here are what the @task wrappers in tasks/handshake.py,
-tasks/oauth.py and tasks/endpoints.py call.
+    breaker.admit -> handshake (token host) -> token request -> endpoint checks -> TargetReport
+
+``cxhealth run`` calls :func:`check_targets`; the flows call :func:`check_target`
+(one Prefect task run per target); nothing else checks a target. Each stage is a
+function that returns a frozen value — :class:`HandshakeResult`,
+:class:`TokenResult`, :class:`EndpointsResult` — and :func:`assemble` turns them
+into a frozen :class:`TargetReport`. Dictionaries appear only at the edges
+(``TargetReport.to_dict()``: the JSON of contract §2, artifacts, events, Slack).
 
 Breaker rules (issue 4): every host is admitted before it is touched; only
 handshake failures count (one per failed check, however many probes its
 diagnosis used); HTTP statuses never count; a rejected stage opens no socket.
+What the breaker keeps about a failure (:func:`failure_summary`) carries the
+host, the time and the fix, so a run turned away while it is open can still say
+"open since … because …" and the fix.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from cxhealth.tasks.breaker import Breaker, Decision, Transition
+from cxhealth.tasks.breaker import Breaker, BreakerStatus, Decision, Transition
 from cxhealth.tasks.checks.endpoints import EndpointResult, check_endpoints
 from cxhealth.tasks.checks.http import client_for
 from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
-from cxhealth.tasks.targets import Target
+from cxhealth.tasks.targets import Target, TargetConfigError
+from cxhealth.tasks.timefmt import utc_text
 from cxhealth.tasks.tls import Diagnosis, diagnose
 
 STAGES = ("handshake", "oauth", "endpoints", "breaker_open")
+CONFIG_ERROR = "config_error"
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _reopen_text(when: datetime | None) -> str | None:
@@ -42,131 +59,248 @@ def transition_to_dict(t: Transition, target: str | None = None) -> dict[str, An
             "summary": t.summary, "trips": t.trips, "fallback": t.fallback}
 
 
-def breaker_view(decision: Decision | None) -> dict[str, Any]:
-    if decision is None:
-        return {"state": "closed", "reopen_at": None}
-    out: dict[str, Any] = {"state": str(decision.state),
-                           "reopen_at": _reopen_text(decision.reopen_at),
-                           "host": decision.host}
-    if decision.is_probe:
-        out["probe"] = True
-    if decision.fallback:
-        out["fallback"] = decision.fallback
-    if decision.override:
-        out["override"] = str(decision.override)
-    return out
+def failure_summary(cause: str, summary: str | None, remediation: Sequence[str], *, host: str,
+                    stage: str, at: datetime) -> dict[str, Any]:
+    """What the breaker keeps about the failure that opened it: enough to say
+    "open since <at> because <cause> on <host>" and the first fixes (no secrets:
+    a diagnosis has none)."""
+    return {"cause": cause, "summary": summary, "remediation": list(remediation)[:3], "host": host,
+            "stage": stage, "at": at.astimezone(timezone.utc).isoformat(timespec="seconds")}
 
 
-def failure_summary(diagnosis: Mapping[str, Any]) -> dict[str, Any]:
-    """What the breaker keeps about the failure that opened it (no secrets: a diagnosis has none)."""
-    return {"cause": diagnosis.get("cause"), "summary": diagnosis.get("summary"),
-            "remediation": list(diagnosis.get("remediation") or [])[:3]}
+# --- values -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BreakerView:
+    """What a report says about a host's breaker (contract §2 ``breaker``)."""
+
+    state: str = "closed"
+    host: str | None = None
+    reopen_at: datetime | None = None
+    probe: bool = False
+    fallback: str | None = None
+    override: str | None = None
+    override_reason: str | None = None
+    failures_in_window: int | None = None
+    last_failure: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of_decision(cls, decision: Decision) -> "BreakerView":
+        return cls(state=str(decision.state), host=decision.host, reopen_at=decision.reopen_at,
+                   probe=decision.is_probe, fallback=decision.fallback,
+                   override=str(decision.override) if decision.override else None,
+                   override_reason=decision.override_reason,
+                   last_failure=decision.last_failure if not decision.admitted else None)
+
+    @classmethod
+    def of_status(cls, status: BreakerStatus, decision: Decision | None = None) -> "BreakerView":
+        return cls(state=str(status.state), host=status.host, reopen_at=status.reopen_at,
+                   probe=bool(decision and decision.is_probe), fallback=status.fallback,
+                   override=str(status.override) if status.override else None,
+                   override_reason=status.override_reason, failures_in_window=status.failures_in_window)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state, "reopen_at": _reopen_text(self.reopen_at)}
+        if self.host is not None:
+            out["host"] = self.host
+        if self.probe:
+            out["probe"] = True
+        if self.fallback:
+            out["fallback"] = self.fallback
+        if self.override:
+            out["override"] = self.override
+        if self.failures_in_window is not None:
+            out["failures_in_window"] = self.failures_in_window
+        if self.state != "closed" and self.last_failure is not None:
+            out["last_failure"] = dict(self.last_failure)
+        return out
 
 
-@dataclass
-class TargetRun:
-    """The report of one target (contract §2) as it is being built."""
+@dataclass(frozen=True)
+class Failure:
+    """The first thing that went wrong in a target's check."""
+
+    stage: str                    # one of STAGES
+    cause: str                    # the engine's cause code, an HTTP/OAuth error code, or config_error
+    summary: str                  # one line, names the host
+    host: str | None = None
+    remediation: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HandshakeResult:
+    """The token host's handshake, diagnosed before any credential is sent."""
+
+    host: str
+    port: int
+    decision: Decision | None = None
+    diagnosis: Diagnosis | None = None          # None: refused by the breaker, or a configuration error
+    breaker: BreakerView = BreakerView()
+    transitions: tuple[Transition, ...] = ()
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    """The token request's verdict; the token itself only for the next stage, in memory."""
+
+    oauth: OAuthResult | None = None
+    token: AccessToken | None = field(default=None, repr=False, compare=False)
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.token is not None
+
+    def without_token(self) -> "TokenResult":
+        return replace(self, token=None)
+
+
+@dataclass(frozen=True)
+class EndpointsResult:
+    """Every endpoint's verdict, the breaker transitions they caused, and the first failure."""
+
+    endpoints: tuple[EndpointResult, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+    breaker: BreakerView | None = None          # set when an API host's breaker refused the stage
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    """One target's report (contract §2); :meth:`to_dict` is the JSON at the edges."""
 
     name: str
     platform: str
-    stage: str | None = None
-    cause: str = "ok"
-    handshake: dict[str, Any] | None = None
-    oauth: dict[str, Any] | None = None
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
-    breaker: dict[str, Any] = field(default_factory=lambda: {"state": "closed", "reopen_at": None})
-    transitions: list[dict[str, Any]] = field(default_factory=list)
-    summary: str = ""
-    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    started_at: datetime
     ms: float | None = None
+    handshake: HandshakeResult | None = None
+    token: TokenResult | None = None
+    endpoints: EndpointsResult | None = None
+    failure: Failure | None = None
+    breaker: BreakerView = BreakerView()
 
     @property
     def healthy(self) -> bool:
-        return self.stage is None
+        return self.failure is None
 
-    def fail(self, stage: str, cause: str, summary: str) -> None:
-        if self.stage is None:
-            self.stage, self.cause, self.summary = stage, cause, summary
+    @property
+    def stage(self) -> str | None:
+        return self.failure.stage if self.failure else None
+
+    @property
+    def cause(self) -> str:
+        return self.failure.cause if self.failure else "ok"
+
+    @property
+    def summary(self) -> str:
+        return self.failure.summary if self.failure else "healthy"
+
+    @property
+    def host(self) -> str | None:
+        """The host the failure is about (the token host, or an API host)."""
+        if self.failure is not None and self.failure.host:
+            return self.failure.host
+        return self.handshake.host if self.handshake else None
+
+    @property
+    def transitions(self) -> tuple[Transition, ...]:
+        return (self.handshake.transitions if self.handshake else ()) + \
+               (self.endpoints.transitions if self.endpoints else ())
 
     def to_dict(self) -> dict[str, Any]:
+        diagnosis = self.handshake.diagnosis if self.handshake else None
+        oauth = self.token.oauth if self.token else None
         return {"name": self.name, "platform": self.platform, "healthy": self.healthy, "stage": self.stage,
-                "cause": self.cause, "summary": self.summary or "healthy", "handshake": self.handshake,
-                "oauth": self.oauth, "endpoints": self.endpoints, "breaker": self.breaker,
-                "transitions": self.transitions, "started_at": self.started_at, "ms": self.ms}
+                "cause": self.cause, "summary": self.summary, "host": self.host,
+                "token_host": self.handshake.host if self.handshake else None,
+                "handshake": diagnosis.to_dict() if diagnosis is not None else None,
+                "oauth": oauth.to_dict() if oauth is not None else None,
+                "endpoints": [e.to_dict() for e in (self.endpoints.endpoints if self.endpoints else ())],
+                "breaker": self.breaker.to_dict(),
+                "transitions": [transition_to_dict(t, self.name) for t in self.transitions],
+                "started_at": self.started_at.isoformat(timespec="seconds"), "ms": self.ms,
+                **({"config_error": self.failure.summary} if self.failure and self.failure.cause == CONFIG_ERROR
+                   else {})}
 
 
-# --- the stages ------------------------------------------------------------------------
+# --- the stages -------------------------------------------------------------------------
 
-def _rejected(run: TargetRun, decision: Decision, host: str) -> None:
+def refusal(decision: Decision, host: str, stage_host_label: str = "") -> Failure:
+    """The failure of a stage the breaker turned away: the last known cause, when it
+    opened, when it probes, and the last diagnosis' fixes."""
     last = decision.last_failure or {}
+    cause = str(last.get("cause") or "breaker_open")
     if decision.override is not None:
         why = (f"the breaker for {host} is forced open by an operator ({decision.override_reason or 'no reason given'}); "
                "no connection was made; it stays open until the override is cleared (cxhealth breaker clear)")
     else:
-        when = _reopen_text(decision.reopen_at) or "later"
-        why = (f"the breaker for {host} is open (last failure: {last.get('cause', 'unknown')}); "
-               f"no connection was made; it lets one probe through at {when}")
-    run.breaker = breaker_view(decision)
-    run.breaker["last_failure"] = last or None
-    run.fail("breaker_open", str(last.get("cause") or "breaker_open"), why[0].upper() + why[1:])
+        since = f" since {utc_text(last['at'])}" if last.get("at") else ""
+        because = f" because {cause}" if last else ""
+        diagnosis = f"; the diagnosis then: {str(last['summary']).rstrip('.')}" if last.get("summary") else ""
+        why = (f"the breaker for {host} is open{since}{because} (no connection was made; it lets one probe "
+               f"through at {utc_text(decision.reopen_at) or 'a later run'}){diagnosis}")
+    return Failure("breaker_open", cause, why[0].upper() + why[1:], host, tuple(last.get("remediation") or ()))
 
 
-async def handshake_stage(target: Target, breaker: Breaker, run: TargetRun) -> bool:
-    """Diagnose the token host before any credential is sent. True when healthy."""
-    endpoint = target.endpoints_to_diagnose()[0]
-    decision = await asyncio.to_thread(breaker.admit, endpoint.host)
-    run.breaker = breaker_view(decision)
+async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = utcnow) -> HandshakeResult:
+    """Diagnose the token host before any credential is sent (under its breaker)."""
+    try:
+        endpoint = target.endpoints_to_diagnose()[0]
+    except (TargetConfigError, ValueError) as exc:
+        return HandshakeResult(host="", port=0, failure=Failure("handshake", CONFIG_ERROR, str(exc)))
+    host = endpoint.host
+    decision = await asyncio.to_thread(breaker.admit, host)
+    view = BreakerView.of_decision(decision)
     if not decision.admitted:
-        _rejected(run, decision, endpoint.host)
-        return False
-    diagnosis: Diagnosis = await diagnose(endpoint, target.policy(), target.diagnose_options())
-    doc = diagnosis.to_dict()
-    run.handshake = doc
+        return HandshakeResult(host, endpoint.port, decision, breaker=view, failure=refusal(decision, host))
+    try:
+        policy, options = target.policy(), target.diagnose_options()
+        diagnosis: Diagnosis = await diagnose(endpoint, policy, options)
+    except (TargetConfigError, ValueError, OSError) as exc:  # e.g. a ca_bundle that cannot be read
+        return HandshakeResult(host, endpoint.port, decision, breaker=view,
+                               failure=Failure("handshake", CONFIG_ERROR, f"target {target.name!r}: {exc}", host))
+    failure = None
     if diagnosis.ok:
-        t = await asyncio.to_thread(breaker.record_success, endpoint.host, decision)
+        t = await asyncio.to_thread(breaker.record_success, host, decision)
     else:
-        t = await asyncio.to_thread(breaker.record_failure, endpoint.host, failure_summary(doc), decision)
-        run.fail("handshake", doc["cause"], f"{endpoint.host}:{endpoint.port}: {doc['summary']}")
-    if t is not None:
-        run.transitions.append(transition_to_dict(t, run.name))
+        failure = Failure("handshake", diagnosis.cause.value, f"{host}:{endpoint.port}: {diagnosis.summary}", host,
+                          tuple(diagnosis.remediation))
+        t = await asyncio.to_thread(breaker.record_failure, host,
+                                    failure_summary(diagnosis.cause.value, diagnosis.summary, diagnosis.remediation,
+                                                    host=host, stage="handshake", at=clock()), decision)
     if t is not None or not diagnosis.ok:
-        status = await asyncio.to_thread(breaker.status, endpoint.host)
-        run.breaker = {"state": str(status.state), "host": status.host,
-                       "reopen_at": _reopen_text(status.reopen_at),
-                       "failures_in_window": status.failures_in_window}
-    return diagnosis.ok
+        view = BreakerView.of_status(await asyncio.to_thread(breaker.status, host), decision)
+    return HandshakeResult(host, endpoint.port, decision, diagnosis, view, (t,) if t is not None else (), failure)
 
 
-async def http_stages(target: Target, breaker: Breaker, run: TargetRun,
-                      env: Mapping[str, str] | None = None) -> None:
-    """Token smoke test, then endpoint checks, on one verified client."""
-    async with client_for(target) as client:
-        token = await oauth_stage(target, run, env, client)
-        if token is not None:
-            await endpoints_stage(target, breaker, run, token, client)
+async def token_stage(target: Target, client: Any, env: Mapping[str, str] | None = None) -> TokenResult:
+    """The curl-equivalent token request on *client*. The token never goes into a report."""
+    try:
+        checked = await check_token(target, client=client, env=env)
+    except TargetConfigError as exc:  # a secret that is not set: this target's problem, named
+        return TokenResult(failure=Failure("oauth", CONFIG_ERROR, str(exc)))
+    oauth = checked.result
+    if oauth.ok and checked.token is not None:
+        return TokenResult(oauth, checked.token)
+    cause = oauth.cause if oauth.cause not in (None, "ok") else (oauth.error or f"http_{oauth.status}")
+    return TokenResult(oauth, None, Failure("oauth", str(cause),
+                                            f"token request to {oauth.host}: {oauth.summary or oauth.error or oauth.status}",
+                                            oauth.host or None, tuple(oauth.remediation)))
 
 
-async def oauth_stage(target: Target, run: TargetRun, env: Mapping[str, str] | None = None,
-                      client: Any = None) -> AccessToken | None:
-    """The curl-equivalent token request. Returns the token (never put in a report) or None."""
-    token_check = await check_token(target, client=client, env=env)
-    oauth: OAuthResult = token_check.result
-    run.oauth = oauth.to_dict()
-    if not oauth.ok or token_check.token is None:
-        cause = oauth.cause if oauth.cause not in (None, "ok") else (oauth.error or f"http_{oauth.status}")
-        run.fail("oauth", str(cause), f"token request to {oauth.host}: {oauth.summary or oauth.error or oauth.status}")
-        return None
-    return token_check.token
-
-
-async def endpoints_stage(target: Target, breaker: Breaker, run: TargetRun, token: AccessToken,
-                          client: Any = None) -> None:
+async def endpoints_stage(target: Target, breaker: Breaker, token: AccessToken, client: Any, *,
+                          token_host: str | None = None, clock: Clock = utcnow) -> EndpointsResult:
     """GET each endpoint with the token. Every host is admitted by the breaker
     before its first request (a NICE API host is known only after discovery);
     the token host was admitted by the handshake stage."""
-    token_host = target.endpoints_to_diagnose()[0].host
+    token_host = token_host or target.endpoints_to_diagnose()[0].host
     decisions: dict[str, Decision] = {}
-    refusals: dict[str, str] = {}
+    refusals: dict[str, Failure] = {}
 
     async def admit(host: str) -> str | None:
         if host == token_host:
@@ -175,48 +309,86 @@ async def endpoints_stage(target: Target, breaker: Breaker, run: TargetRun, toke
             decision = await asyncio.to_thread(breaker.admit, host)
             decisions[host] = decision
             if not decision.admitted:
-                _rejected(run, decision, host)
-                refusals[host] = run.summary if run.stage == "breaker_open" else f"the breaker for {host} is open"
-        return refusals.get(host)
+                refusals[host] = refusal(decision, host)
+        return refusals[host].summary if host in refusals else None
 
     results: Sequence[EndpointResult] = await check_endpoints(target, token, client=client, admit=admit)
-    run.endpoints = [r.to_dict() for r in results]
     failed_hosts: dict[str, EndpointResult] = {}
     for r in results:
         if r.cause not in (None, "ok") and r.host not in failed_hosts:
             failed_hosts[r.host] = r
+    transitions: list[Transition] = []
     for host, decision in decisions.items():
         if not decision.admitted:
             continue
         bad = failed_hosts.get(host)
         if bad is not None:
             t = await asyncio.to_thread(breaker.record_failure, host,
-                                        {"cause": bad.cause, "summary": bad.summary, "remediation": list(bad.remediation)[:3]},
-                                        decision)
+                                        failure_summary(str(bad.cause), bad.summary, bad.remediation, host=host,
+                                                        stage="endpoints", at=clock()), decision)
         else:
             t = await asyncio.to_thread(breaker.record_success, host, decision)
         if t is not None:
-            run.transitions.append(transition_to_dict(t, run.name))
+            transitions.append(t)
+    failure: Failure | None = None
+    view: BreakerView | None = None
+    if refusals:
+        host, failure = next(iter(refusals.items()))
+        view = BreakerView.of_decision(decisions[host])
     first_bad = next((r for r in results if not r.ok), None)
-    if first_bad is not None:
+    if failure is None and first_bad is not None:
         cause = first_bad.cause if first_bad.cause not in (None, "ok") else (first_bad.error or f"http_{first_bad.status}")
-        run.fail("endpoints", str(cause), f"{first_bad.path} on {first_bad.host}: {first_bad.summary or first_bad.error or first_bad.status}")
+        failure = Failure("endpoints", str(cause),
+                          f"{first_bad.path} on {first_bad.host}: {first_bad.summary or first_bad.error or first_bad.status}",
+                          first_bad.host or None, tuple(first_bad.remediation))
+    return EndpointsResult(tuple(results), tuple(transitions), view, failure)
 
 
-async def check_target(target: Target, breaker: Breaker, env: Mapping[str, str] | None = None) -> TargetRun:
-    """The whole check of one target, in-process."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    run = TargetRun(name=target.name, platform=target.platform)
-    try:
-        if await handshake_stage(target, breaker, run):
-            await http_stages(target, breaker, run, env)
-    finally:
-        run.ms = round((loop.time() - start) * 1000, 1)
-    return run
+def assemble(target: Target, started_at: datetime, ms: float | None, handshake: HandshakeResult | None,
+             token: TokenResult | None = None, endpoints: EndpointsResult | None = None) -> TargetReport:
+    """The report of one target from its stages' values: the first failure wins."""
+    failure = next((s.failure for s in (handshake, token, endpoints) if s is not None and s.failure is not None), None)
+    view = handshake.breaker if handshake is not None else BreakerView()
+    if endpoints is not None and endpoints.breaker is not None:
+        view = endpoints.breaker
+    return TargetReport(name=target.name, platform=target.platform, started_at=started_at, ms=ms,
+                        handshake=handshake, token=token.without_token() if token is not None else None,
+                        endpoints=endpoints, failure=failure, breaker=view)
+
+
+async def check_target(target: Target, breaker: Breaker, env: Mapping[str, str] | None = None, *,
+                       clock: Clock = utcnow) -> TargetReport:
+    """The whole check of one target: handshake, then token and endpoints on one verified client.
+
+    Never raises for the target's own trouble (an unreachable host, a missing
+    secret, a CA file that cannot be read): that is the report's failure.
+    """
+    started_at, start = clock(), time.perf_counter()
+    handshake = await handshake_stage(target, breaker, clock=clock)
+    token = endpoints = None
+    if handshake.ok:
+        try:
+            client = client_for(target)
+        except (TargetConfigError, ValueError, OSError) as exc:
+            token = TokenResult(failure=Failure("oauth", CONFIG_ERROR, f"target {target.name!r}: {exc}"))
+        else:
+            async with client:
+                token = await token_stage(target, client, env)
+                if token.ok:
+                    assert token.token is not None
+                    endpoints = await endpoints_stage(target, breaker, token.token, client,
+                                                      token_host=handshake.host, clock=clock)
+    ms = round((time.perf_counter() - start) * 1000, 1)
+    return assemble(target, started_at, ms, handshake, token, endpoints)
+
+
+def config_error_report(name: str, error: str, *, platform: str = "?", clock: Clock = utcnow) -> TargetReport:
+    """The report of a target whose configuration could not be loaded at all (e.g. its block)."""
+    return TargetReport(name=name, platform=platform, started_at=clock(), ms=0.0,
+                        failure=Failure("handshake", CONFIG_ERROR, error))
 
 
 async def check_targets(targets: Sequence[Target], breaker: Breaker,
-                        env: Mapping[str, str] | None = None) -> list[TargetRun]:
+                        env: Mapping[str, str] | None = None) -> list[TargetReport]:
     """All targets concurrently; reports in input order."""
     return list(await asyncio.gather(*(check_target(t, breaker, env) for t in targets)))

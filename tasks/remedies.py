@@ -3,7 +3,8 @@
 
 The failed stage decides: a handshake failure's diagnosis has its own list; an
 endpoint or token failure leads with that connection's own fix, then the
-stage's checklist; an open breaker says why nothing is to be done right now.
+stage's checklist; an open breaker leads with the fix of the diagnosis that
+opened it (kept by the breaker), then says what happens until the probe.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ STAGE_REMEDIATION = {
         "Check the platform's status page before changing anything locally.",
     ),
     "breaker_open": (
-        "Nothing to do right now: every run fails fast until the probe time, then one probe is let through.",
-        "Read this incident's Slack thread (or `cxhealth breaker status --targets FILE`) for the diagnosis that opened the breaker.",
+        "Until the probe time every run fails fast without a connection; then one probe is let through "
+        "and a healthy probe closes the breaker.",
+        "`cxhealth breaker status --targets FILE` shows the breaker; this incident's Slack thread has the full diagnosis.",
     ),
 }
 
@@ -36,12 +38,19 @@ def remediation_for(result: Mapping[str, Any]) -> list[str]:
         return [str(r) for r in given if r]
     stage = result.get("stage")
     hs = result.get("handshake") if isinstance(result.get("handshake"), Mapping) else {}
+    if result.get("cause") == "config_error":
+        return [f"Fix this target's configuration (the error names its source): {result.get('summary')}",
+                "Then run again: the other targets were checked regardless."]
     specific: list[str] = []
     if stage == "endpoints":  # the failing connection's own diagnosis first (e.g. "allow TLS 1.3")
         failing = [e for e in result.get("endpoints") or () if isinstance(e, Mapping) and not e.get("ok")]
         specific = [str(r) for e in failing[:1] for r in e.get("remediation") or () if r]
     elif stage == "oauth" and isinstance(result.get("oauth"), Mapping):
         specific = [str(r) for r in result["oauth"].get("remediation") or () if r]
+    elif stage == "breaker_open":  # the diagnosis that opened the breaker still says what to fix
+        breaker = result.get("breaker") if isinstance(result.get("breaker"), Mapping) else {}
+        last = breaker.get("last_failure") if isinstance(breaker.get("last_failure"), Mapping) else {}
+        specific = [str(r) for r in last.get("remediation") or () if r]
     if stage in STAGE_REMEDIATION:
         return specific + [r for r in STAGE_REMEDIATION[stage] if r not in specific]
     return [str(r) for r in hs.get("remediation") or () if r]

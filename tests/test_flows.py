@@ -89,8 +89,10 @@ def test_healthy_run_completes_with_a_report_artifact(prefect_harness, targets_f
 def test_unhealthy_run_fails_naming_target_stage_and_cause(prefect_harness, targets_file):
     state, report = asyncio.run(_run(["lab-genesys", "tls12-trap", "expired-partner"], targets_file))
     assert state.is_failed()
+    assert state.name == "Unhealthy"
     assert "tls12-trap: endpoints failed (protocol_version_mismatch)" in state.message
     assert "expired-partner: handshake failed (cert_expired)" in state.message
+    assert state.message.index("tls12-trap") < state.message.index("Fix:"), "target and cause come first"
     by_name = {t["name"]: t for t in report["targets"]}
     assert by_name["lab-genesys"]["healthy"] is True
     trap = by_name["tls12-trap"]
@@ -140,15 +142,16 @@ def _poll_events(names: tuple[str, ...], wait_s: float = 20.0) -> set[tuple[str,
     return found
 
 
-def test_gate_stops_the_wfm_sync_before_any_write(prefect_harness, targets_file, tmp_path, platform):
-    from cxhealth.flows.integration_health import IntegrationUnhealthy
+def test_gate_holds_the_wfm_sync_in_a_named_state_before_any_write(prefect_harness, targets_file, tmp_path, platform):
     from cxhealth.flows.wfm_sync import gated_wfm_sync
 
     db = tmp_path / "wfm.sqlite3"
     before = platform.count(path=platform.schedules_path())
-    with pytest.raises(IntegrationUnhealthy) as info:
-        asyncio.run(gated_wfm_sync(targets=["tls12-trap"], targets_file=str(targets_file), db_path=str(db)))
-    assert info.value.failures[0]["name"] == "tls12-trap"
+    state = asyncio.run(gated_wfm_sync(targets=["tls12-trap"], targets_file=str(targets_file), db_path=str(db),
+                                       return_state=True))
+    assert state.is_cancelled() and state.name == "Held"
+    assert "tls12-trap: endpoints failed (protocol_version_mismatch)" in state.message
+    assert "Fix:" in state.message and "Traceback" not in state.message
     assert not db.exists(), "the sync never started"
     assert platform.count(path=platform.schedules_path()) == before
 
@@ -185,3 +188,133 @@ def test_canary_secret_appears_nowhere_prefect_keeps_data(prefect_harness, targe
     assert leaks == []
     assert CANARY not in caplog.text
     assert CANARY not in json.dumps(asyncio.run(_run(["lab-genesys"], targets_file))[1], default=str)
+
+
+def _poll(fetch, done, wait_s: float = 30.0):
+    """Task-run states and events reach the server asynchronously: poll, bounded."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    value = fetch()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        value = fetch()
+    return value
+
+
+def test_a_failed_run_tells_which_target_why_where_and_the_fix(prefect_harness, targets_file):
+    """Given one healthy and one unhealthy target, the flow run's name, tags, task runs and
+    report artifact each say which target broke, its cause, its host and the first fix."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+
+    state, report = asyncio.run(_run(["lab-genesys", "tls12-trap"], targets_file))
+    run_id = state.state_details.flow_run_id
+
+    async def read():
+        async with get_client() as client:
+            run = await client.read_flow_run(run_id)
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+            arts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["cxhealth-report"])), limit=50)
+            return run, tasks, [a for a in arts if a.flow_run_id == run_id]
+
+    run, tasks, arts = _poll(lambda: asyncio.run(read()),
+                             lambda v: len(v[1]) == 2 and all(t.state and t.state.is_final() for t in v[1]))
+    assert "tls12-trap (protocol_version_mismatch)" in run.name and "lab-genesys" not in run.name
+    assert {"target:lab-genesys", "target:tls12-trap", "unhealthy:tls12-trap", "cause:protocol_version_mismatch"} <= set(run.tags)
+    states = {t.name: (t.state.type.value, t.state.name) for t in tasks}
+    assert states == {"lab-genesys": ("COMPLETED", "Completed"), "tls12-trap": ("FAILED", "Unhealthy")}
+    trap_task = next(t for t in tasks if t.name == "tls12-trap")
+    trap = next(t for t in report["targets"] if t["name"] == "tls12-trap")
+    assert trap["host"] == trap["endpoints"][0]["host"] != trap["token_host"], "the API host, not the token host"
+    assert trap["host"] in trap_task.state.message and "Fix:" in trap_task.state.message
+    markdown = arts[0].data
+    header = next(line for line in markdown.splitlines() if line.startswith("| target"))
+    assert header.count("|") - 1 <= 5, "five short columns fit the UI's width"
+    assert "| ✗ tls12-trap |" in markdown and "**protocol_version_mismatch**" in markdown
+    assert trap["host"] in markdown and trap["token_host"] in markdown
+    assert "**Fix:**" in markdown and "UTC" in markdown and "+00:00" not in markdown
+
+
+def test_while_the_breaker_is_open_the_report_keeps_the_cause_and_the_fix(prefect_harness, targets_file):
+    asyncio.run(_run(["expired-partner"], targets_file))
+    asyncio.run(_run(["expired-partner"], targets_file))  # failure 2: opens (or already open from another test)
+    state, report = asyncio.run(_run(["expired-partner"], targets_file))
+    t = report["targets"][0]
+    assert t["stage"] == "breaker_open" and t["cause"] == "cert_expired"
+    assert "since" in t["summary"] and "because cert_expired" in t["summary"] and "UTC" in t["summary"]
+    from cxhealth.flows.report import report_markdown
+    from cxhealth.tasks.remedies import remediation_for
+
+    fixes = remediation_for(t)
+    assert "certificate" in fixes[0].lower(), fixes  # the diagnosis' own fix, not "nothing to do"
+    md = report_markdown(report)
+    assert "**Breaker:** open" in md and "because `cert_expired`" in md and fixes[0] in md
+    assert "Fix:" in state.message and "probe" in state.message
+
+
+def test_one_targets_configuration_error_leaves_the_others_checked(prefect_harness, targets_file, monkeypatch):
+    monkeypatch.delenv("PARTNER_PROXY_SECRET")
+    state, report = asyncio.run(_run(["lab-genesys", "expired-partner"], targets_file))
+    by_name = {t["name"]: t for t in report["targets"]}
+    assert by_name["lab-genesys"]["healthy"] is True
+    bad = by_name["expired-partner"]
+    assert bad["healthy"] is False
+    # the handshake runs first (no credential needed) and fails on its own evidence, or,
+    # while that host's breaker is open, the run is turned away; either way it is reported, not raised
+    assert bad["stage"] in ("handshake", "breaker_open")
+
+
+def test_the_gate_raises_outside_a_flow_and_reports_under_its_own_key(prefect_harness, targets_file):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from cxhealth import IntegrationUnhealthy, health_gate
+
+    with pytest.raises(IntegrationUnhealthy) as info:
+        asyncio.run(health_gate(targets=["tls12-trap"], targets_file=str(targets_file), alerts=False))
+    assert info.value.failures[0]["cause"] == "protocol_version_mismatch"
+    assert info.value.held().name == "Held" and info.value.held().is_cancelled()
+
+    async def keys():
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["cxhealth-gate-report"])))}
+
+    assert keys_found(keys) == {"cxhealth-gate-report"}
+
+
+def keys_found(fn):
+    return asyncio.run(fn())
+
+
+def test_a_config_error_in_one_target_is_that_targets_failure(tmp_path, platform, monkeypatch):
+    """In-process (the CLI's path): a missing secret makes that target unhealthy with the
+    error naming the variable; the other target is still checked."""
+    from cxhealth.tasks.health import check_targets
+    from cxhealth.tasks.runtime import breaker_for
+    from cxhealth.tasks.targets import load_targets
+
+    for name, value in platform.env().items():
+        monkeypatch.setenv(name, value)
+    text = platform.targets_toml(platforms=("genesys",)) + "\n".join([
+        "", "[[target]]", 'name = "no-secret"', 'platform = "genesys"', 'client_id = "x"',
+        'client_secret_env = "CXHEALTH_TEST_UNSET_SECRET"',
+        f'token_url = "{platform.url("login.genesys.cxlab.test", "/oauth/token")}"',
+        f'api_base = "{platform.url("api.genesys.cxlab.test")}"',
+        "", "[breaker]", f'store = "sqlite:///{tmp_path}/b.sqlite3"', ""])
+    monkeypatch.delenv("CXHEALTH_TEST_UNSET_SECRET", raising=False)
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    config = load_targets(path)
+    breaker = breaker_for(config)
+    try:
+        reports = asyncio.run(check_targets(list(config.targets), breaker))
+    finally:
+        breaker.close()
+    by_name = {r.name: r.to_dict() for r in reports}
+    assert by_name["lab-genesys"]["healthy"] is True
+    bad = by_name["no-secret"]
+    assert (bad["stage"], bad["cause"]) == ("oauth", "config_error")
+    assert "CXHEALTH_TEST_UNSET_SECRET" in bad["summary"]

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from cxhealth.tasks.tls import DiagnoseOptions, Diagnosis, Endpoint, PolicyError, TLSPolicy, diagnose_many
 from cxhealth.tasks.tls.chain import StoreError, load_store
+from cxhealth.tasks.tls.proxy import ProxyConfigError, ProxySettings, route, settings_from_options
 
 from .errors import UsageError
 
@@ -145,15 +146,29 @@ def build_run(args: Any) -> tuple[list[Endpoint], TLSPolicy, DiagnoseOptions]:
         policy.ssl_context()  # fail now, with one line, on a bad bundle/cipher/identity
     except (PolicyError, StoreError) as exc:
         raise UsageError(str(exc)) from None
+    proxies = proxy_settings(args)
     endpoints = []
     for text in targets:
         ep = parse_target(text)
-        endpoints.append(Endpoint(host=ep.host, port=ep.port, path=ep.path,
-                                  sni=args.sni.strip().lower() if args.sni else None,
-                                  send_sni=not args.no_sni, address=resolve.get((ep.host, ep.port))))
+        endpoint = Endpoint(host=ep.host, port=ep.port, path=ep.path,
+                            sni=args.sni.strip().lower() if args.sni else None,
+                            send_sni=not args.no_sni, address=resolve.get((ep.host, ep.port)))
+        try:
+            endpoints.append(route(endpoint, proxies, resolve))
+        except ProxyConfigError as exc:
+            raise UsageError(str(exc)) from None
     options = DiagnoseOptions(reference_ca_bundle=ref, expect_issuers=tuple(args.expect_issuer), pins=pins,
                               aia=not args.no_aia)
     return endpoints, policy, options
+
+
+def proxy_settings(args: Any, env: Any = None) -> ProxySettings:
+    """``--proxy``/``--proxy-password-env``/``--no-proxy`` and the environment, checked now (one line, exit 2)."""
+    try:
+        return settings_from_options(getattr(args, "proxy", None), getattr(args, "proxy_password_env", None),
+                                     bool(getattr(args, "no_proxy", False)), env)
+    except ProxyConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def run_diagnose(args: Any) -> int:
@@ -188,7 +203,7 @@ def _expiry(not_after: str, now: datetime) -> str:
 def render_text(d: Diagnosis, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     t = d.endpoint
-    where = f"{t.host}:{t.port}" + (f" ({t.address})" if t.address else "")
+    where = f"{t.host}:{t.port}" + (f" ({t.address})" if t.address else "") + (f" via proxy {t.proxy.url}" if t.proxy else "")
     lines = [f"{'OK  ' if d.ok else 'FAIL'} {where} -- {d.cause.value}"]
     if d.ok:
         lines.append(f"     {d.protocol} {d.cipher}, handshake {d.handshake_ms:.1f} ms"

@@ -18,6 +18,16 @@ from typing import Sequence
 from .errors import UsageError, _Parser
 
 
+def _add_proxy_options(p: argparse.ArgumentParser, *, no_proxy: bool = True) -> None:
+    p.add_argument("--proxy", metavar="URL", help="reach targets through this HTTP proxy: http://[user@]host:port "
+                   "(a CONNECT tunnel, as curl -x); default: HTTPS_PROXY/ALL_PROXY of the environment")
+    p.add_argument("--proxy-password-env", metavar="VAR",
+                   help="the environment variable holding the proxy user's password (never on the command line)")
+    if no_proxy:
+        p.add_argument("--no-proxy", action="store_true",
+                       help="ignore HTTPS_PROXY/https_proxy/ALL_PROXY/NO_PROXY in the environment")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cxhealth", description="Integration health for cloud contact-center APIs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -42,6 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--client-key", metavar="PEM")
     d.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
     d.add_argument("--no-aia", action="store_true")
+    _add_proxy_options(d)
     d.add_argument("--json", action="store_true")
 
     r = sub.add_parser("run", help="run the integration health checks of a targets.toml")

@@ -57,3 +57,31 @@ def prefect_harness(tmp_path_factory):
     with temporary_settings({PREFECT_HOME: str(home)}):
         with prefect_test_harness(server_startup_timeout=90):
             yield home
+
+
+def need_squid() -> None:
+    """Skip (or, with CXHEALTH_REQUIRE_SERVICES=1, fail) when squid with ssl_bump is not installed."""
+    from cxhealth.lab.squid import squid_binary
+
+    if squid_binary() is None:
+        message = "squid with ssl_bump (Debian's squid-openssl) is not installed"
+        if services_required():
+            pytest.fail(message + " and CXHEALTH_REQUIRE_SERVICES=1", pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def squid(tls_lab):
+    """One real squid for the session, on loopback, in front of the TLS lab.
+
+    It resolves every lab scenario's name (its own hosts file), denies the
+    ``not_tls`` scenario's host (403), tunnels ``healthy`` untouched on its bump
+    ports and re-signs every other name there (Zscaler-named and neutral CAs)."""
+    need_squid()
+    from cxhealth.lab.squid import SquidLab
+
+    hosts = {s.host: s.address for s in tls_lab.scenarios.values() if s.address}
+    with SquidLab(hosts=hosts, deny=[tls_lab.scenarios["not_tls"].host],
+                  splice=[tls_lab.scenarios["healthy"].host],
+                  upstream_ca_bundle=str(tls_lab.client_store)) as lab:
+        yield lab

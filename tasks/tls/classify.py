@@ -16,6 +16,8 @@ from cryptography import x509
 from . import chain as ch
 from .inspection import InspectionProduct, match_inspection
 from .model import Cause, Finding, WarningCode, is_ip
+from .proxy import PROXY_KINDS
+from .proxy_causes import proxy_verdict
 from .probe import (DNS_FAILURE, HANDSHAKE_TIMEOUT, POST_HANDSHAKE, RESET, TCP_ERROR, TCP_REFUSED,
                     TCP_TIMEOUT, ProbeResult)
 
@@ -78,6 +80,8 @@ def _cn(cert: x509.Certificate) -> str:
 
 def classify_network(first: ProbeResult, host: str, port: int, timeout: float) -> Verdict | None:
     kind = first.error_kind
+    if kind in PROXY_KINDS:  # the proxy did not tunnel: proxy_causes names why
+        return Verdict(*proxy_verdict(kind, first.message, first.proxy, host, port))
     if kind == DNS_FAILURE:
         return Verdict(Cause.DNS_FAILURE, f"The host name {host} does not resolve ({first.reason or first.message}).")
     if kind == TCP_REFUSED:

@@ -12,7 +12,7 @@ import functools
 import os
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
@@ -131,7 +131,7 @@ async def diagnose(endpoint: Endpoint, policy: TLSPolicy = TLSPolicy(),
     failure is a :class:`Diagnosis` naming its cause."""
     run = _Run(endpoint, policy, options)
     now = options.now()
-    if run.address is None:
+    if run.address is None and endpoint.proxy is None:  # a proxy resolves the name itself
         address, dns_ms, err = await resolve(endpoint, policy.timeout)
         if err is not None:
             first = ProbeResult(label="verified", ok=False, settings=_settings(policy, endpoint.sni_sent),
@@ -324,6 +324,8 @@ def _finish(run: _Run, verdict: cl.Verdict | None, now: datetime, *, first: Prob
             value = getattr(first, key)
             if value is not None:
                 evidence[key] = value
+        if first.proxy is not None:
+            evidence["proxy"] = first.proxy
     if chain_facts is not None:
         evidence.update(chain_facts.describe())
     evidence.update({k: v for k, v in verdict.details.items() if k not in ("bypass_hint",)})
@@ -332,8 +334,7 @@ def _finish(run: _Run, verdict: cl.Verdict | None, now: datetime, *, first: Prob
     summary = verdict.summary or _ok_summary(first, certs, verified)
     success = first if (first is not None and first.ok) else None
     return Diagnosis(
-        endpoint=Endpoint(endpoint.host, endpoint.port, endpoint.sni, endpoint.send_sni,
-                          run.address, endpoint.path),
+        endpoint=replace(endpoint, address=run.address),
         cause=verdict.cause,
         summary=summary,
         remediation=remediation_for(verdict.cause, facts),

@@ -10,7 +10,10 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .proxy import Proxy
 
 
 class Cause(str, enum.Enum):
@@ -34,6 +37,10 @@ class Cause(str, enum.Enum):
     INCOMPLETE_CHAIN = "incomplete_chain"
     STALE_TRUST_STORE = "stale_trust_store"
     UNTRUSTED_ROOT = "untrusted_root"
+    PROXY_UNREACHABLE = "proxy_unreachable"
+    PROXY_AUTH_REQUIRED = "proxy_auth_required"
+    PROXY_REFUSED = "proxy_refused"
+    PROXY_UPSTREAM_FAILURE = "proxy_upstream_failure"
     PROXY_INTERCEPTION = "proxy_interception"
     PIN_MISMATCH = "pin_mismatch"
 
@@ -71,6 +78,11 @@ class Endpoint:
     ``sni`` is the name sent in the ClientHello; ``None`` with ``send_sni=False``
     means no SNI at all (what some legacy middleware does). ``address`` pins the
     IP to connect to (curl's ``--resolve``); ``None`` means resolve ``host``.
+    ``proxy`` is the HTTP proxy the connection is tunnelled through (None:
+    direct); the proxy then resolves the name, so ``address`` stays None.
+    ``connect_to`` (curl's ``--connect-to``) is the host:port actually dialled
+    (or asked for in CONNECT) instead of ``host:port``; SNI and verification
+    stay on ``host``.
     """
 
     host: str
@@ -79,6 +91,8 @@ class Endpoint:
     send_sni: bool = True
     address: str | None = None
     path: str = "/"
+    proxy: "Proxy | None" = None
+    connect_to: tuple[str, int] | None = None
 
     @property
     def server_hostname(self) -> str | None:
@@ -108,7 +122,13 @@ class Endpoint:
             "port": self.port,
             "sni": self.sni_sent,
             "address": self.address,
+            "proxy": self.proxy.url if self.proxy is not None else None,
         }
+
+    @property
+    def dial(self) -> tuple[str, int]:
+        """The host and port the connection (or the CONNECT request) goes to."""
+        return self.connect_to or (self.host, self.port)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .connection import open_socket
 from .model import Endpoint
 
 DER = 2  # _ssl.ENCODING_DER
@@ -61,12 +62,13 @@ class ProbeResult:
     message: str | None = None
     post_handshake: str | None = None
     handshake_attempted: bool = False
+    proxy: dict[str, Any] | None = None  # the proxy's evidence (URL, its answer to CONNECT), or None
 
     def to_evidence(self) -> dict[str, Any]:
         out: dict[str, Any] = {"probe": self.label, "ok": self.ok, "settings": self.settings}
         for key in ("address", "dns_ms", "connect_ms", "handshake_ms", "protocol", "cipher",
                     "alpn", "error_kind", "reason", "verify_code", "verify_message", "message",
-                    "post_handshake"):
+                    "post_handshake", "proxy"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -206,9 +208,10 @@ async def resolve(endpoint: Endpoint, timeout: float) -> tuple[str | None, float
         return endpoint.address, None, None
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
+    host, port = endpoint.dial
     try:
         infos = await asyncio.wait_for(
-            loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM), timeout)
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
     except BaseException as exc:  # noqa: BLE001 - mapped by the table
         if isinstance(exc, asyncio.CancelledError):
             raise
@@ -239,27 +242,19 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
         return max(0.01, min(limit, deadline - time.perf_counter()))
 
     dns_ms = None
-    if address is None:
+    if address is None and endpoint.proxy is None:  # through a proxy, the proxy resolves the name
         address, dns_ms, err = await resolve(endpoint, timeout)
         if err is not None:
             return ProbeResult(label=label, ok=False, settings=settings, dns_ms=dns_ms, **err)
-    assert address is not None
     sni = endpoint.server_hostname if server_hostname is True else (server_hostname or None)
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
     base = dict(label=label, settings=settings, address=address, dns_ms=dns_ms)
     writer = None
-    start = time.perf_counter()
+    opened = await open_socket(endpoint, address, timeout=step)
+    if opened.sock is None:
+        return ProbeResult(ok=False, proxy=opened.proxy, **base, **opened.fields)
+    sock, connect_ms = opened.sock, opened.fields["connect_ms"]
+    base["proxy"] = opened.proxy
     try:
-        try:
-            await asyncio.wait_for(loop.sock_connect(sock, (address, endpoint.port)), step())
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return ProbeResult(ok=False, connect_ms=_ms(start), **base, **evidence_from_exception(exc, "tcp"))
-        connect_ms = _ms(start)
         start = time.perf_counter()
         try:
             reader, writer = await asyncio.wait_for(

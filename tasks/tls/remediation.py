@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .model import Cause, is_ip
+from .proxy_causes import PROXY_CAUSES, proxy_remediation
 
 GENESYS_DOMAINS = ("mypurecloud.com", "mypurecloud.ie", "mypurecloud.de", "mypurecloud.jp",
                    "mypurecloud.com.au", "pure.cloud", "us-gov-pure.cloud", "genesys.cloud")
@@ -70,6 +71,8 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
     target = f"{h}:{facts.port}"
     if cause is Cause.OK:
         return ()
+    if cause in PROXY_CAUSES:
+        return proxy_remediation(cause, facts.details, allow_list(h))
     if cause is Cause.DNS_FAILURE:
         steps = [f"Check the host name {h!r} for typos; `getent hosts {h}` must return an address from the client machine."]
         if platform == "genesys":

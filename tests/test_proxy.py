@@ -1,0 +1,171 @@
+"""The proxy as a value: curl's environment rules, URL checks, the CONNECT exchange (pure, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from cxhealth.tasks.tls.connection import exchange_connect
+from cxhealth.tasks.tls.model import Endpoint
+from cxhealth.tasks.tls.proxy import (DIRECT, NotHTTPAnswer, ProxyConfigError, ProxySettings, body_first_line,
+                                      choose_proxy, connect_request, no_proxy_matches, parse_proxy_url, route,
+                                      settings_from_options)
+
+# --- NO_PROXY: curl's semantics ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host, port, no_proxy, expected", [
+    ("example.com", 443, "example.com", True),              # exact
+    ("api.example.com", 443, "example.com", True),          # suffix at a label boundary
+    ("notexample.com", 443, "example.com", False),          # never a bare string suffix
+    ("api.example.com", 443, ".example.com", True),         # leading dot
+    ("example.com", 443, ".example.com", True),             # curl strips the dot: the domain itself too
+    ("api.example.com", 443, "*.example.com", True),        # Go's/Python's spelling, read as .example.com
+    ("API.Example.COM.", 443, "example.com.", True),        # case and trailing dots ignored
+    ("anything.test", 443, "*", True),                      # everything
+    ("a.test", 443, "b.test, a.test", True),                # comma and blanks
+    ("a.test", 443, "b.test a.test", True),                 # blanks alone separate too (curl 7.86+)
+    ("a.test", 443, "", False),
+    ("a.test", 443, " , ,", False),
+    ("api.example.com", 443, "example.com:443", True),      # a port: that port only
+    ("api.example.com", 8443, "example.com:443", False),
+    ("10.1.2.3", 443, "10.0.0.0/8", True),                  # CIDR for IP hosts
+    ("10.1.2.3", 443, "10.1.2.3", True),
+    ("11.1.2.3", 443, "10.0.0.0/8", False),
+    ("::1", 443, "::1", True),
+    ("[::1]", 443, "[::1]:443", True),
+    ("10.1.2.3", 443, "example.com", False),
+    ("example.com", 443, "10.0.0.0/8", False),
+])
+def test_no_proxy_follows_curl(host, port, no_proxy, expected):
+    assert no_proxy_matches(host, port, no_proxy) is expected
+
+
+def test_the_environment_picks_the_https_proxy_in_curls_order():
+    env = {"ALL_PROXY": "http://all:1", "HTTPS_PROXY": "http://upper:2", "https_proxy": "http://lower:3"}
+    assert choose_proxy("a.test", 443, ProxySettings(), env).host == "lower"
+    del env["https_proxy"]
+    assert choose_proxy("a.test", 443, ProxySettings(), env).host == "upper"
+    del env["HTTPS_PROXY"]
+    assert choose_proxy("a.test", 443, ProxySettings(), env).host == "all"
+    # http_proxy is for http:// URLs: an https target never uses it
+    assert choose_proxy("a.test", 443, ProxySettings(), {"http_proxy": "http://p:1"}) is None
+
+
+def test_no_proxy_exempts_from_the_environment_and_from_an_explicit_proxy_but_not_with_no_proxy_flag():
+    env = {"HTTPS_PROXY": "http://envproxy:3128", "NO_PROXY": ".corp.test"}
+    explicit = parse_proxy_url("http://cli:8080")
+    assert choose_proxy("api.corp.test", 443, ProxySettings(), env) is None
+    assert choose_proxy("api.other.test", 443, ProxySettings(), env).host == "envproxy"
+    assert choose_proxy("api.corp.test", 443, ProxySettings(explicit=explicit), env) is None  # as curl -x
+    assert choose_proxy("api.other.test", 443, ProxySettings(explicit=explicit), env).host == "cli"
+    # --no-proxy: the environment is ignored entirely (its proxy and its NO_PROXY)
+    assert choose_proxy("api.other.test", 443, DIRECT, env) is None
+    assert choose_proxy("api.corp.test", 443, ProxySettings(explicit=explicit, ignore_environment=True), env).host == "cli"
+
+
+def test_proxy_urls_default_like_curl_and_show_no_password():
+    p = parse_proxy_url("proxy.corp.test:3128")
+    assert (p.host, p.port, p.url) == ("proxy.corp.test", 3128, "http://proxy.corp.test:3128")
+    assert parse_proxy_url("http://proxy.corp.test").port == 1080  # curl's default proxy port
+    p = parse_proxy_url("http://CORP%5Cjane@proxy:3128", password_env="PW")
+    assert p.username == "CORP\\jane" and p.password_env == "PW"
+    env_url = parse_proxy_url("http://jane:s3cr%40t@proxy:3128", source="$HTTPS_PROXY", allow_password=True)
+    assert env_url.url == "http://jane@proxy:3128" and "s3cr" not in repr(env_url)
+
+
+@pytest.mark.parametrize("url, words", [
+    ("https://proxy:3128", "https:// proxies"),
+    ("socks5://proxy:1080", "SOCKS"),
+    ("socks4://proxy:1080", "SOCKS"),
+    ("http://wpad.corp.test/proxy.pac", "PAC file"),
+    ("file:///etc/proxy.pac", "PAC file"),
+    ("http://proxy:99999", "port"),
+    ("http://proxy:abc", "port"),
+    ("http://", "not a proxy URL"),
+    ("http://proxy:3128/some/path", "not a proxy URL"),
+])
+def test_unsupported_or_malformed_proxy_urls_are_one_line_errors(url, words):
+    with pytest.raises(ProxyConfigError) as err:
+        parse_proxy_url(url)
+    text = str(err.value)
+    assert words in text and "\n" not in text
+    if "PAC" not in words and "SOCKS" not in words and "https" not in words:
+        assert "http://[user@]host:port" in text or "1-65535" in text
+
+
+def test_a_password_in_the_proxy_url_is_refused_without_repeating_it():
+    with pytest.raises(ProxyConfigError) as err:
+        parse_proxy_url("http://jane:hunter2-secret@proxy:3128")
+    assert "hunter2" not in str(err.value) and "--proxy-password-env" in str(err.value)
+    with pytest.raises(ProxyConfigError) as err:
+        parse_proxy_url("socks5://jane:hunter2-secret@proxy:1080")
+    assert "hunter2" not in str(err.value)
+
+
+def test_password_variable_checks():
+    with pytest.raises(ProxyConfigError, match="PW_UNSET is not set"):
+        settings_from_options("http://jane@proxy:3128", "PW_UNSET", False, {})
+    with pytest.raises(ProxyConfigError, match="is empty"):
+        settings_from_options("http://jane@proxy:3128", "PW", False, {"PW": ""})
+    with pytest.raises(ProxyConfigError, match="needs a user name"):
+        settings_from_options("http://proxy:3128", "PW", False, {"PW": "x"})
+    with pytest.raises(ProxyConfigError, match="no proxy is in use"):
+        settings_from_options(None, "PW", False, {"PW": "x"})
+    with pytest.raises(ProxyConfigError, match="SOCKS"):  # an unusable environment proxy is found up front
+        settings_from_options(None, None, False, {"ALL_PROXY": "socks5://p:1080"})
+    assert settings_from_options(None, None, True, {"ALL_PROXY": "socks5://p:1080"}).ignore_environment
+
+
+def test_connect_request_sends_basic_auth_with_the_password_read_by_name():
+    proxy = parse_proxy_url("http://jane@proxy:3128", password_env="PW")
+    raw = connect_request("api.example.com", 443, proxy, {"PW": "pa:ss"}).decode()
+    assert raw.startswith("CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\n")
+    assert f"Proxy-Authorization: Basic {base64.b64encode(b'jane:pa:ss').decode()}\r\n" in raw
+    assert "Proxy-Authorization" not in connect_request("h", 443, parse_proxy_url("http://proxy:1"), {}).decode()
+    assert connect_request("::1", 443, parse_proxy_url("http://proxy:1"), {}).startswith(b"CONNECT [::1]:443 ")
+
+
+def test_route_sends_the_target_name_to_the_proxy_and_pins_only_the_proxy_address():
+    settings = ProxySettings(explicit=parse_proxy_url("http://proxy.corp.test:3128"))
+    ep = Endpoint("api.example.com", 443, address="192.0.2.7")
+    routed = route(ep, settings, {("api.example.com", 443): "192.0.2.7", ("proxy.corp.test", 3128): "10.0.0.9"}, {})
+    assert routed.address is None and routed.proxy.address == "10.0.0.9"     # as curl: CONNECT by name
+    assert routed.to_dict()["proxy"] == "http://proxy.corp.test:3128"
+    assert route(ep, DIRECT, {}, {"HTTPS_PROXY": "http://p:1"}) is ep
+
+
+def _exchange(answer: bytes, **kw):
+    sent: list[bytes] = []
+    chunks = [answer[i:i + 7] for i in range(0, len(answer), 7)]
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+
+    async def recv(n: int) -> bytes:
+        return chunks.pop(0) if chunks else b""
+
+    result = asyncio.run(exchange_connect(send, recv, "api.example.com", 443, parse_proxy_url("http://p:1"), {}))
+    return result, sent
+
+
+def test_the_proxys_answer_is_read_as_evidence():
+    ok, sent = _exchange(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    assert ok.ok and sent[0].startswith(b"CONNECT api.example.com:443")
+    body = b"<html><head><title>ERROR: Cache Access Denied</title></head><body>x</body></html>"
+    answer, _ = _exchange(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Negotiate\r\n"
+                          b"Proxy-Authenticate: NTLM\r\nProxy-Authenticate: Basic realm=\"corp\"\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert answer.status == 407 and answer.auth_schemes == ["Negotiate", "NTLM", "Basic"]
+    assert answer.body_first_line == "ERROR: Cache Access Denied"
+    with pytest.raises(NotHTTPAnswer):
+        _exchange(b"\x15\x03\x03\x00\x02\x02\x46")  # a TLS alert: not an HTTP proxy
+    with pytest.raises(EOFError):
+        _exchange(b"")
+
+
+def test_body_first_line_of_plain_text_and_html():
+    assert body_first_line(b"\n\n  Access denied by policy 42\nmore") == "Access denied by policy 42"
+    assert body_first_line(b"<html><body><h1>Blocked</h1><p>by rule</p></body></html>") == "Blocked"

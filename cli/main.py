@@ -73,6 +73,12 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--reason", help="why (shown to every caller the override affects)")
     b.add_argument("--json", action="store_true")
 
+    al = sub.add_parser("alerts", help="show the Slack alert outbox: queued alerts and dead letters")
+    al.add_argument("action", choices=("status", "retry", "drop"))
+    al.add_argument("ids", nargs="*", metavar="ENTRY_ID")
+    al.add_argument("--targets", required=True, metavar="FILE", help="the targets.toml whose [breaker] store to use")
+    al.add_argument("--json", action="store_true")
+
     lab = sub.add_parser("lab", help="start the TLS failure lab for manual `cxhealth diagnose` runs",
                          add_help=False)
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
@@ -103,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .breaker import run_breaker
 
             return run_breaker(args)
+        if args.command == "alerts":
+            from .alerts import run_alerts
+
+            return run_alerts(args)
         if args.command == "demo":
             from .demo import run_demo
 

@@ -14,25 +14,35 @@ context manager::
 Implements ``chat.postMessage`` (returns ``ts``, ``channel``), ``chat.update``,
 the ``files_upload_v2`` sequence of slack-sdk 3.48 (``files.getUploadURLExternal``
 → POST of the bytes to the returned ``upload_url`` → ``files.completeUploadExternal``),
-``auth.test``, and webhook POSTs under ``/services/…``.
+``auth.test``, ``conversations.history`` and ``conversations.replies`` (GET;
+a message's ``metadata`` — Slack's event_type/event_payload — is stored and
+returned with ``include_all_metadata``), and webhook POSTs under ``/services/…``.
 
 Failures are programmed with :meth:`FakeSlack.fail`: ``"429"`` (with
 Retry-After), ``"500"``, ``"hang"`` (no answer until ``hang_s`` or shutdown, so
 the client's timeout must fire), ``"invalid_auth"``, ``"channel_not_found"``,
 ``"msg_too_long"``. A failed request is recorded and changes no state.
+
+Three more are about the *answer* of a request that did succeed (the message is
+stored, as Slack does when its answer is lost on the way back): ``"lose"``
+(the connection closes without an answer), ``"late"`` (the answer comes after
+``hang_s``) and ``"trickle"`` (the answer arrives one byte per ``trickle_s``).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-FAILURE_KINDS = ("429", "500", "hang", "invalid_auth", "channel_not_found", "msg_too_long")
+FAILURE_KINDS = ("429", "500", "hang", "invalid_auth", "channel_not_found", "msg_too_long", "lose", "late", "trickle")
+#: Failures of the answer only: the request itself succeeds (state changes).
+ANSWER_FAILURES = ("lose", "late", "trickle")
 WEBHOOK = "webhook"
 UPLOAD = "upload"
 
@@ -79,6 +89,7 @@ class _Failure:
     method: str | None
     remaining: int
     retry_after: float
+    match: str | None = None
 
 
 @dataclass
@@ -91,12 +102,13 @@ class _Message:
     via: str = "api"
     updates: list = field(default_factory=list)
     files: list = field(default_factory=list)
+    metadata: dict | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ts": self.ts, "channel": self.channel, "text": self.text, "blocks": self.blocks,
             "thread_ts": self.thread_ts, "via": self.via, "updates": list(self.updates),
-            "files": list(self.files),
+            "files": list(self.files), "metadata": self.metadata,
         }
 
 
@@ -111,6 +123,7 @@ class FakeSlack:
         webhooks: dict[str, str] | None = None,
         hang_s: float = 30.0,
         max_text: int = 40000,
+        trickle_s: float = 1.0,
     ) -> None:
         """
         Args:
@@ -119,12 +132,14 @@ class FakeSlack:
             webhooks: webhook path (after ``/services/``) → channel id.
             hang_s: how long a ``"hang"`` failure holds the request.
             max_text: answer ``msg_too_long`` when ``text`` is longer than this.
+            trickle_s: the pause between two bytes of a ``"trickle"`` answer.
         """
         self.token = token
         self.channels = dict(channels or {"C0ALERTS": "alerts"})
         self.webhooks = dict(webhooks or {})
         self.hang_s = hang_s
         self.max_text = max_text
+        self.trickle_s = trickle_s
         self.requests: list[RecordedRequest] = []
         self._messages: list[_Message] = []
         self._uploads: dict[str, dict[str, Any]] = {}
@@ -184,24 +199,29 @@ class FakeSlack:
 
     # -- programming failures ------------------------------------------------------
 
-    def fail(self, kind: str, *, method: str | None = None, times: int = 1, retry_after: float = 0) -> None:
+    def fail(self, kind: str, *, method: str | None = None, times: int = 1, retry_after: float = 0,
+             match: str | None = None) -> None:
         """Answer the next ``times`` matching requests with failure ``kind``.
 
         ``method`` matches an API method (``"chat.postMessage"``), ``"webhook"``
-        or ``"upload"``; None matches any request. Rules are consumed in order.
+        or ``"upload"``; None matches any request. ``match``: only requests whose
+        body contains this text (one poison message among others). Rules are
+        consumed in order.
         """
         if kind not in FAILURE_KINDS:
             raise ValueError(f"unknown failure {kind!r}; one of {FAILURE_KINDS}")
         with self._lock:
-            self._failures.append(_Failure(kind, method, times, retry_after))
+            self._failures.append(_Failure(kind, method, times, retry_after, match))
 
     def clear_failures(self) -> None:
         with self._lock:
             self._failures.clear()
 
-    def _take_failure(self, api_method: str) -> _Failure | None:
+    def _take_failure(self, api_method: str, body: bytes = b"") -> _Failure | None:
         with self._lock:
             for f in self._failures:
+                if f.match is not None and f.match.encode() not in body:
+                    continue
                 if f.remaining > 0 and (f.method is None or f.method == api_method):
                     f.remaining -= 1
                     return f
@@ -230,8 +250,12 @@ class FakeSlack:
     # -- state changes (called by the handler under the lock) ------------------------
 
     def _next_ts(self) -> str:
+        # Slack's ts is the wall-clock time of the post (unique per channel): read-backs
+        # that start at an ``oldest`` time must find it.
         self._seq += 1
-        return f"{1_700_000_000 + self._seq}.{self._seq:06d}"
+        now = int(time.time() * 1_000_000)
+        self._last_us = max(now, getattr(self, "_last_us", 0) + 1)
+        return f"{self._last_us // 1_000_000}.{self._last_us % 1_000_000:06d}"
 
     def _channel_id(self, channel: str | None) -> str | None:
         if not channel:
@@ -267,8 +291,27 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
 
+    _answer_failure: str | None = None
+
     def do_GET(self) -> None:
-        self._reply(405, "method_not_allowed", "text/plain")
+        path, _, query = self.path.partition("?")
+        if not path.startswith("/api/"):
+            self._reply(405, "method_not_allowed", "text/plain")
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        api_method = path[len("/api/"):]
+        record = RecordedRequest("GET", self.path, headers, b"", None, api_method)
+        with self.fake._lock:
+            self.fake.requests.append(record)
+        self._answer_failure = None
+        failure = self.fake._take_failure(api_method)
+        if failure is not None:
+            if failure.kind in ANSWER_FAILURES:
+                self._answer_failure = failure.kind
+            else:
+                self._fail(record, failure)
+                return
+        self._api(record, api_method, {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()})
 
     def do_POST(self) -> None:
         fake = self.fake
@@ -288,10 +331,14 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             fake.requests.append(record)
 
-        failure = fake._take_failure(api_method or "")
+        self._answer_failure = None
+        failure = fake._take_failure(api_method or "", body)
         if failure is not None:
-            self._fail(record, failure)
-            return
+            if failure.kind in ANSWER_FAILURES:
+                self._answer_failure = failure.kind  # do the work, then fail the answer
+            else:
+                self._fail(record, failure)
+                return
         if api_method == WEBHOOK:
             self._webhook(record, path[len("/services/"):].strip("/"))
         elif api_method == UPLOAD:
@@ -305,13 +352,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: str, ctype: str, extra: dict[str, str] | None = None) -> None:
         data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        failure, self._answer_failure = self._answer_failure, None
+        if failure == "lose":  # the work is done; the answer never leaves
+            self.close_connection = True
+            return
+        if failure == "late":
+            self.fake._stopping.wait(self.fake.hang_s)
+        head = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n",
+                f"Content-Type: {ctype}\r\n", f"Content-Length: {len(data)}\r\n"]
+        head += [f"{k}: {v}\r\n" for k, v in (extra or {}).items()]
+        raw = "".join(head).encode() + b"\r\n" + data
+        if failure == "trickle":
+            self.close_connection = True
+            try:
+                for i in range(len(raw)):
+                    if self.fake._stopping.wait(self.fake.trickle_s):
+                        return
+                    self.wfile.write(raw[i:i + 1])
+                    self.wfile.flush()
+            except OSError:  # the client gave up
+                pass
+            return
+        try:
+            self.wfile.write(raw)
+        except OSError:
+            self.close_connection = True
 
     def _send(self, record: RecordedRequest, status: int, body: str, ctype: str, extra: dict[str, str] | None = None) -> None:
         record.status = status
@@ -377,7 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- Web API -------------------------------------------------------------------------
 
-    def _api(self, record: RecordedRequest, method: str) -> None:
+    def _api(self, record: RecordedRequest, method: str, query: dict[str, Any] | None = None) -> None:
         fake = self.fake
         auth = record.headers.get("authorization", "")
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
@@ -387,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.token is not None and token != fake.token:
             self._json(record, {"ok": False, "error": "invalid_auth"})
             return
-        params = record.params()
+        params = record.params() if query is None else query
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             self._json(record, {"ok": False, "error": "unknown_method"})
@@ -420,13 +485,74 @@ class _Handler(BaseHTTPRequestHandler):
                     error = "thread_not_found"
                 else:
                     error = None
-                    msg = _Message(fake._next_ts(), channel, text, blocks, thread_ts=thread_ts)
+                    metadata = params.get("metadata")
+                    if isinstance(metadata, str):
+                        try:
+                            metadata = json.loads(metadata)
+                        except ValueError:
+                            metadata = None
+                    msg = _Message(fake._next_ts(), channel, text, blocks, thread_ts=thread_ts,
+                                   metadata=metadata if isinstance(metadata, dict) else None)
                     fake._messages.append(msg)
         if error:
             self._json(record, {"ok": False, "error": error})
             return
         self._json(record, {"ok": True, "channel": msg.channel, "ts": msg.ts,
                             "message": {"text": text, "blocks": blocks, "ts": msg.ts}})
+
+    def _history_item(self, m: _Message, with_metadata: bool) -> dict[str, Any]:
+        item: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "blocks": m.blocks}
+        if m.thread_ts:
+            item["thread_ts"] = m.thread_ts
+        if with_metadata and m.metadata:
+            item["metadata"] = m.metadata
+        return item
+
+    def _page(self, record: RecordedRequest, params: dict[str, Any], found: list[_Message]) -> None:
+        with_metadata = str(params.get("include_all_metadata") or "").lower() in ("1", "true")
+        try:
+            limit = max(1, min(int(params.get("limit") or 100), 999))
+            start = int(params.get("cursor") or 0)
+        except ValueError:
+            self._json(record, {"ok": False, "error": "invalid_arguments"})
+            return
+        page = found[start:start + limit]
+        more = start + limit < len(found)
+        self._json(record, {"ok": True, "messages": [self._history_item(m, with_metadata) for m in page],
+                            "has_more": more,
+                            "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
+
+    def _m_conversations_list(self, record: RecordedRequest, params: dict[str, Any]) -> None:
+        with self.fake._lock:
+            channels = [{"id": cid, "name": name, "is_channel": True} for cid, name in self.fake.channels.items()]
+        self._json(record, {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}})
+
+    def _m_conversations_history(self, record: RecordedRequest, params: dict[str, Any]) -> None:
+        fake = self.fake
+        with fake._lock:
+            channel = fake._channel_id(params.get("channel"))
+            oldest = float(params.get("oldest") or 0)
+            latest = float(params.get("latest") or 1e12)
+            found = [m for m in reversed(fake._messages)  # newest first, as Slack
+                     if channel and m.channel == channel and m.thread_ts is None and oldest <= float(m.ts) <= latest]
+        if channel is None:
+            self._json(record, {"ok": False, "error": "channel_not_found"})
+            return
+        self._page(record, params, found)
+
+    def _m_conversations_replies(self, record: RecordedRequest, params: dict[str, Any]) -> None:
+        fake = self.fake
+        with fake._lock:
+            channel = fake._channel_id(params.get("channel"))
+            parent = fake._find(channel, params.get("ts") or "") if channel else None
+            found = ([parent] + [m for m in fake._messages if m.channel == channel and m.thread_ts == parent.ts]
+                     if parent is not None else [])
+        if channel is None:
+            self._json(record, {"ok": False, "error": "channel_not_found"})
+        elif parent is None:
+            self._json(record, {"ok": False, "error": "thread_not_found"})
+        else:
+            self._page(record, params, found)
 
     def _m_chat_update(self, record: RecordedRequest, params: dict[str, Any]) -> None:
         fake = self.fake

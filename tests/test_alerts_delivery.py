@@ -290,8 +290,8 @@ def test_an_outage_queues_the_alert_and_the_next_run_delivers_it_exactly_once(sl
 def test_queued_alerts_are_delivered_in_order_and_a_resolve_waits_for_its_root(slack: FakeSlack) -> None:
     clock, store = Clock(), MemoryAlertStore()
     settings = bot_settings(slack)
-    slack.fail("500", times=1)
-    # Given two targets fail while Slack is down
+    slack.fail("500", times=2)
+    # Given two targets fail while Slack is down (every post answered 500)
     Alerter(settings, store, clock).process([sample_result("a", "cert_expired"), sample_result("b", "tcp_refused")])
     assert store.outbox_size() == 2
     # When the next run sees "a" healthy and Slack is back

@@ -95,6 +95,32 @@ def test_the_drain_lease_has_one_holder_until_released_or_expired(store) -> None
         assert store.acquire_lease("c", 60, now=1004.0 + 61)
 
 
+def test_delivery_bookkeeping_and_dead_letters(store) -> None:
+    (e1, e2, e3) = store.update_target("t", lambda doc: ({}, [_entry(1), _entry(2), _entry(3)]))
+    store.outbox_set_meta(e1["id"], {"sending": True, "sent_at": 12.5})
+    assert store.outbox_head(1)[0]["meta"] == {"sending": True, "sent_at": 12.5}
+    # a dead letter leaves the queue (and its count) but is kept, with its reason
+    store.outbox_note_failure(e2["id"], "http_500")
+    store.outbox_dead_letter(e2["id"], "3 attempts failed")
+    assert [e["id"] for e in store.outbox_head(10)] == [e1["id"], e3["id"]] and store.outbox_size() == 2
+    (dead,) = store.outbox_dead()
+    assert dead["id"] == e2["id"] and dead["last_error"] == "3 attempts failed" and dead["attempts"] == 1
+    # requeued: queued again, its attempts reset
+    assert store.outbox_requeue(e2["id"]) and not store.outbox_requeue(e2["id"])
+    queued = {e["id"]: e for e in store.outbox_head(10)}
+    assert set(queued) == {e1["id"], e2["id"], e3["id"]} and queued[e2["id"]]["attempts"] == 0
+    assert store.outbox_dead() == []
+    store.outbox_dead_letter(e3["id"], "refused")
+    assert store.outbox_ack(e3["id"]) and store.outbox_dead() == []
+
+
+def test_a_dead_holders_lease_is_taken_over_at_once(store) -> None:
+    assert store.acquire_lease("dead-one", 600, now=1000.0)
+    assert not store.acquire_lease("b", 600, now=1001.0, takeover=lambda holder: False)
+    assert store.acquire_lease("b", 600, now=1001.0, takeover=lambda holder: holder == "dead-one")
+    assert not store.acquire_lease("dead-one", 600, now=1002.0)
+
+
 def test_store_urls() -> None:
     assert sqlite_path_from_url("sqlite:////abs/path/x.db") == "/abs/path/x.db"
     assert sqlite_path_from_url("sqlite:///rel/x.db") == "rel/x.db"

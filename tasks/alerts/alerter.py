@@ -43,10 +43,14 @@ class AlertReport:
     config_errors: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()  # transient delivery trouble, dropped entries, store errors
     rate_limit_wait_s: float = 0.0
+    dead_letters: tuple[str, ...] = ()  # every dead letter in the store (never sent; `cxhealth alerts`)
+    adopted: int = 0  # posts a read-back found already in Slack (not posted again)
+    unconfirmed: tuple[str, ...] = ()  # webhook re-sends marked as a possible repeat, never confirmed
+    fallback: str | None = None  # set when the alerts live in a local fallback store
 
     @property
     def ok(self) -> bool:
-        return not self.config_errors and not self.errors and self.queued == 0
+        return not self.config_errors and not self.errors and self.queued == 0 and not self.dead_letters
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -137,7 +141,7 @@ class Alerter:
         )
         drained = OutboxDrainer(
             self.store, deliverer, mode=self.settings.mode, clock=self.clock,
-            lease_s=self._lease_s(), owner=self.owner,
+            lease_s=self._lease_s(), owner=self.owner, max_attempts=self.settings.max_attempts,
         ).drain()
         errors = list(drained.transient) + list(drained.dropped)
         if budget.exhausted:
@@ -148,7 +152,18 @@ class Alerter:
             config_errors=tuple(dict.fromkeys(drained.config_errors)),
             errors=tuple(errors),
             rate_limit_wait_s=budget.spent,
+            dead_letters=self.dead_letters(),
+            adopted=drained.adopted,
+            unconfirmed=tuple(drained.unconfirmed),
         )
+
+    def dead_letters(self) -> tuple[str, ...]:
+        """Every dead letter in the store, described (no payload, no secret)."""
+        try:
+            dead = self.store.outbox_dead(100)
+        except Exception:  # noqa: BLE001 - reporting must not fail a run
+            return ()
+        return tuple(describe_entry(e) for e in dead)
 
     def process(self, results: Iterable[Mapping[str, Any]] = (), transitions: Iterable[Mapping[str, Any]] = ()) -> AlertReport:
         """Record this run's observations, then deliver. Never raises on Slack or store trouble."""
@@ -170,4 +185,13 @@ class Alerter:
             config_errors=flushed.config_errors,
             errors=flushed.errors,
             rate_limit_wait_s=flushed.rate_limit_wait_s,
+            dead_letters=flushed.dead_letters,
+            adopted=flushed.adopted,
+            unconfirmed=flushed.unconfirmed,
         )
+
+
+def describe_entry(e: Mapping[str, Any]) -> str:
+    """One line for an outbox entry: id, target/cause, kind, action, attempts, last error."""
+    return (f"{e.get('id')}: {e.get('target')}/{e.get('cause')} {e.get('kind')} ({e.get('action')}), "
+            f"{e.get('attempts', 0)} attempt(s), last error: {e.get('last_error') or 'none'}")

@@ -17,6 +17,17 @@ a per-run budget and to take an injected ``sleep``). No connection-error retry
 handler: a post is not idempotent, and a retry after a timeout may duplicate a
 message that did arrive; the outbox retries on the next run instead.
 
+Deadlines: every call runs under a TOTAL deadline — ``timeout_s`` per attempt
+(plus any Retry-After the budget allowed) — not only urllib's per-read timeout:
+an answer trickling one byte a second is given up at the deadline, as a
+``timeout`` (an ambiguous outcome: Slack may have stored the message).
+
+Exactly once: every post carries its outbox entry id as Slack message
+``metadata`` (``event_type`` ``cxhealth_alert``), so that :meth:`BotDelivery.find`
+can read the channel (or the thread) back and adopt a message whose answer was
+lost, instead of posting it twice. :attr:`DeliveryOutcome.ambiguous` says when
+an outcome leaves that question open.
+
 Secrets: the token and webhook URL are revealed only to the slack-sdk client.
 Its logger is a private one that drops DEBUG (where slack-sdk prints the webhook
 URL) and scrubs both values from anything it does log; outcome texts are built
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -87,6 +99,12 @@ class DeliveryOutcome:
     def is_delivered(self) -> bool:
         return self.status == "delivered"
 
+    @property
+    def ambiguous(self) -> bool:
+        """Slack may have acted on the request although we saw no success: the
+        request may have reached it and the answer was lost, late or an error page."""
+        return self.status == "transient" and self.code not in ("refused", "ratelimited", "rate_limited", "http_429")
+
     def describe(self) -> str:
         hint = HINTS.get(self.code)
         return f"{self.code} ({hint})" if hint else self.code
@@ -119,6 +137,8 @@ def classify_exception(exc: BaseException) -> DeliveryOutcome:
     reason = exc.reason if isinstance(exc, URLError) else exc
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return DeliveryOutcome("transient", "timeout")
+    if isinstance(reason, ConnectionRefusedError):  # nothing reached Slack: not ambiguous
+        return DeliveryOutcome("transient", "refused")
     if isinstance(exc, SlackRequestError):
         return DeliveryOutcome("transient", "upload_failed")
     return DeliveryOutcome("transient", "connection")
@@ -216,6 +236,48 @@ def _sdk_logger(secrets: Iterable[str]) -> logging.Logger:
     return logger
 
 
+# ---------------------------------------------------------------- total deadline
+
+
+METADATA_EVENT_TYPE = "cxhealth_alert"
+
+
+def call_with_deadline(fn: Callable[[], Any], timeout_s: float, handler: BudgetedRateLimitRetryHandler) -> Any:
+    """Run ``fn`` (one slack-sdk call) under a total deadline.
+
+    The deadline is ``timeout_s`` per attempt plus the Retry-After waits the
+    handler spent inside the call (each within the run's 429 budget). Past it,
+    :class:`TimeoutError` is raised and the call is abandoned in its daemon
+    thread (its socket closes when it ends; it cannot hold the run).
+    """
+    box: dict[str, Any] = {}
+    waits_before = len(handler.waits)
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    start = time.monotonic()
+    worker = threading.Thread(target=target, name="cxhealth-slack-call", daemon=True)
+    worker.start()
+    while True:
+        spent = handler.waits[waits_before:]
+        deadline = start + timeout_s * (1 + len(spent)) + sum(spent)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        worker.join(min(left, 0.25))
+        if not worker.is_alive():
+            break
+    if worker.is_alive():
+        raise TimeoutError(f"slack call past its {timeout_s:g} s deadline")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 # ---------------------------------------------------------------- clients
 
 
@@ -227,6 +289,8 @@ class BotDelivery:
             raise ValueError("bot delivery needs a bot token")
         token = settings.bot_token.reveal()
         self.channel = settings.channel
+        self.timeout_s = settings.timeout_s
+        self._channel_id: str | None = None
         self.handler = BudgetedRateLimitRetryHandler(budget, sleep, settings.max_rate_limit_retries)
         self._client = WebClient(
             token=token,
@@ -239,9 +303,9 @@ class BotDelivery:
     def __repr__(self) -> str:
         return f"BotDelivery(channel={self.channel!r})"
 
-    def _call(self, fn: Callable[[], Any]) -> DeliveryOutcome:
+    def _call(self, fn: Callable[[], Any], timeout_s: float | None = None) -> DeliveryOutcome:
         try:
-            response = fn()
+            response = call_with_deadline(fn, timeout_s or self.timeout_s, self.handler)
         except SlackApiError as exc:
             raw = exc.response.get("error") if isinstance(exc.response.data, dict) else None
             # A non-JSON answer (an HTML 500 page) arrives as a long "error" text: not a code.
@@ -251,9 +315,12 @@ class BotDelivery:
         except (SlackClientError, OSError, ValueError) as exc:  # URLError, timeouts, resets, bad JSON
             return classify_exception(exc)
         data = response.data if isinstance(response.data, dict) else {}
+        self._last_data = data
         return DeliveryOutcome("delivered", "ok", ts=data.get("ts"), channel=data.get("channel"))
 
-    def post(self, message: Mapping[str, Any], thread_ts: str | None = None, channel: str | None = None) -> DeliveryOutcome:
+    def post(self, message: Mapping[str, Any], thread_ts: str | None = None, channel: str | None = None,
+             key: str | None = None) -> DeliveryOutcome:
+        metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": {"key": key}} if key else None
         return self._call(
             lambda: self._client.chat_postMessage(
                 channel=channel or self.channel,
@@ -262,8 +329,69 @@ class BotDelivery:
                 thread_ts=thread_ts,
                 unfurl_links=False,
                 unfurl_media=False,
+                metadata=metadata,
             )
         )
+
+    def _channel_for_reading(self, channel: str | None) -> str | None:
+        """conversations.* need a channel ID; a name (``#alerts``) is looked up once."""
+        chosen = channel or self.channel
+        if not chosen:
+            return None
+        bare = chosen.lstrip("#")
+        if chosen == bare and bare[:1] in "CGD" and bare.isalnum() and bare.isupper():
+            return chosen
+        if self._channel_id is not None:
+            return self._channel_id
+        cursor = None
+        for _ in range(20):
+            outcome = self._call(lambda: self._client.conversations_list(
+                types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor))
+            data = self._last_data
+            if not outcome.is_delivered:
+                return chosen  # let the history call say what is wrong
+            for ch in data.get("channels") or ():
+                if ch.get("name") == bare:
+                    self._channel_id = str(ch.get("id"))
+                    return self._channel_id
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return chosen
+
+    _last_data: dict = {}
+
+    def find(self, key: str, *, thread_ts: str | None = None, channel: str | None = None,
+             oldest: float | None = None, pages: int = 10) -> DeliveryOutcome:
+        """Read back: the message posted with ``key`` in its metadata, if Slack has it.
+
+        Returns ``delivered`` with its ``ts`` when found, ``rejected`` with code
+        ``not_found`` when it is certainly not there, or a failure of the read.
+        Top-level messages are read with conversations.history (from ``oldest``),
+        thread replies with conversations.replies of ``thread_ts``.
+        """
+        cid = self._channel_for_reading(channel)
+        cursor = None
+        for _ in range(pages):
+            if thread_ts:
+                fn = lambda: self._client.conversations_replies(  # noqa: E731
+                    channel=cid, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor)
+            else:
+                fn = lambda: self._client.conversations_history(  # noqa: E731
+                    channel=cid, include_all_metadata=True, limit=200, cursor=cursor,
+                    oldest=f"{oldest:.6f}" if oldest else None)
+            outcome = self._call(fn)
+            if not outcome.is_delivered:
+                return outcome
+            data = self._last_data
+            for m in data.get("messages") or ():
+                meta = m.get("metadata") or {}
+                if meta.get("event_type") == METADATA_EVENT_TYPE and (meta.get("event_payload") or {}).get("key") == key:
+                    return DeliveryOutcome("delivered", "adopted", ts=m.get("ts"), channel=cid)
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not data.get("has_more") or not cursor:
+                break
+        return DeliveryOutcome("rejected", "not_found")
 
     def update(self, channel: str, ts: str, message: Mapping[str, Any]) -> DeliveryOutcome:
         return self._call(
@@ -280,7 +408,8 @@ class BotDelivery:
                 content=file["content"],
                 filename=file["filename"],
                 title=file.get("title") or file["filename"],
-            )
+            ),
+            3 * self.timeout_s,  # three requests: the upload URL, the bytes, the completion
         )
         return DeliveryOutcome(outcome.status, outcome.code, ts=thread_ts, channel=channel) if outcome.is_delivered else outcome
 
@@ -292,6 +421,7 @@ class WebhookDelivery:
         if settings.webhook_url is None:
             raise ValueError("webhook delivery needs a webhook URL")
         url = settings.webhook_url.reveal()
+        self.timeout_s = settings.timeout_s
         self.handler = BudgetedRateLimitRetryHandler(budget, sleep, settings.max_rate_limit_retries)
         self._client = WebhookClient(
             url=url,
@@ -303,14 +433,15 @@ class WebhookDelivery:
     def __repr__(self) -> str:
         return "WebhookDelivery(url='********')"
 
-    def post(self, message: Mapping[str, Any], thread_ts: str | None = None, channel: str | None = None) -> DeliveryOutcome:
+    def post(self, message: Mapping[str, Any], thread_ts: str | None = None, channel: str | None = None,
+             key: str | None = None) -> DeliveryOutcome:
         try:
-            response = self._client.send(
+            response = call_with_deadline(lambda: self._client.send(
                 text=message["text"],
                 blocks=list(message.get("blocks") or ()) or None,
                 unfurl_links=False,
                 unfurl_media=False,
-            )
+            ), self.timeout_s, self.handler)
         except (SlackClientError, OSError, ValueError) as exc:
             return classify_exception(exc)
         if response.status_code == 200:

@@ -77,6 +77,7 @@ class AlertSettings:
     evidence_excerpt_chars: int = 1200
     lease_s: float = 120.0
     attach_full_json: bool = True
+    max_attempts: int = 10
 
     def __post_init__(self) -> None:
         if self.mode not in ("bot", "webhook"):
@@ -93,6 +94,8 @@ class AlertSettings:
         object.__setattr__(self, "api_base", base)
         if self.timeout_s <= 0 or self.rate_limit_budget_s < 0 or self.repeat_interval_s < 0:
             raise AlertConfigError("[slack] timeouts and intervals must be positive")
+        if int(self.max_attempts) != self.max_attempts or self.max_attempts < 1:
+            raise AlertConfigError("[slack] max_attempts must be an integer >= 1")
 
     @property
     def missing_secret(self) -> str | None:
@@ -117,7 +120,7 @@ class AlertSettings:
         known = {
             "webhook_url_env", "bot_token_env", "channel", "api_base", "repeat_interval_s",
             "timeout_s", "timeout", "rate_limit_budget_s", "max_rate_limit_retries",
-            "message_budget_chars", "lease_s", "attach_full_json",
+            "message_budget_chars", "lease_s", "attach_full_json", "max_attempts",
         }
         unknown = sorted(set(slack) - known)
         if unknown:
@@ -130,7 +133,7 @@ class AlertSettings:
                 kwargs[key] = float(slack[key])
         if "timeout_s" in slack or "timeout" in slack:
             kwargs["timeout_s"] = float(slack.get("timeout_s", slack.get("timeout")))
-        for key in ("max_rate_limit_retries", "message_budget_chars"):
+        for key in ("max_rate_limit_retries", "message_budget_chars", "max_attempts"):
             if key in slack:
                 kwargs[key] = int(slack[key])
         if "attach_full_json" in slack:

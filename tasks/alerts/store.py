@@ -57,17 +57,33 @@ class AlertStore(Protocol):
     def get_target(self, target: str) -> TargetDoc | None: ...
 
     def outbox_head(self, limit: int = 1) -> list[Entry]:
-        """The oldest ``limit`` entries, oldest first, each with ``attempts`` and ``last_error``."""
+        """The oldest ``limit`` queued entries (not dead letters), oldest first, each with
+        ``attempts``, ``last_error`` and ``meta`` (the delivery bookkeeping of the outbox)."""
 
     def outbox_ack(self, entry_id: str) -> bool:
-        """Remove a delivered (or abandoned) entry; False when it was already gone."""
+        """Remove a delivered (or abandoned) entry, queued or dead; False when it was already gone."""
 
     def outbox_note_failure(self, entry_id: str, error: str) -> None: ...
 
-    def outbox_size(self) -> int: ...
+    def outbox_set_meta(self, entry_id: str, meta: dict[str, Any]) -> None:
+        """Replace an entry's delivery bookkeeping (``sending``, ``ambiguous``, ``resent``...)."""
 
-    def acquire_lease(self, owner: str, ttl_s: float, now: float) -> bool:
-        """Take (or renew, if ``owner`` holds it) the single drain lease."""
+    def outbox_dead_letter(self, entry_id: str, reason: str) -> None:
+        """Move an entry out of the queue into the dead letters (kept, reported, never sent)."""
+
+    def outbox_dead(self, limit: int = 100) -> list[Entry]:
+        """The dead letters, oldest first, each with ``attempts``, ``last_error`` and ``meta``."""
+
+    def outbox_requeue(self, entry_id: str) -> bool:
+        """A dead letter back into the queue, its attempts reset (``cxhealth alerts retry``)."""
+
+    def outbox_size(self) -> int:
+        """How many entries are queued (dead letters are not counted)."""
+
+    def acquire_lease(self, owner: str, ttl_s: float, now: float,
+                      takeover: Callable[[str], bool] | None = None) -> bool:
+        """Take (or renew, if ``owner`` holds it) the single drain lease. ``takeover(holder)``
+        says whether a live lease's holder is known dead (a killed process on this machine)."""
 
     def release_lease(self, owner: str) -> None: ...
 
@@ -102,7 +118,7 @@ class MemoryAlertStore:
                 self._targets[target] = _dumps(doc)
             committed = [json.loads(_dumps(e)) for e in entries]
             for e in committed:
-                self._outbox.append({**e, "attempts": 0, "last_error": None})
+                self._outbox.append({**e, "attempts": 0, "last_error": None, "meta": {}, "_dead": False})
             return committed
 
     def get_target(self, target: str) -> TargetDoc | None:
@@ -110,9 +126,39 @@ class MemoryAlertStore:
             raw = self._targets.get(target)
             return json.loads(raw) if raw else None
 
+    @staticmethod
+    def _public(e: Entry) -> Entry:
+        return json.loads(_dumps({k: v for k, v in e.items() if k != "_dead"}))
+
     def outbox_head(self, limit: int = 1) -> list[Entry]:
         with self._lock:
-            return [json.loads(_dumps(e)) for e in self._outbox[:limit]]
+            return [self._public(e) for e in self._outbox if not e["_dead"]][:limit]
+
+    def outbox_set_meta(self, entry_id: str, meta: dict[str, Any]) -> None:
+        with self._lock:
+            for e in self._outbox:
+                if e["id"] == entry_id:
+                    e["meta"] = json.loads(_dumps(meta))
+
+    def outbox_dead_letter(self, entry_id: str, reason: str) -> None:
+        with self._lock:
+            for i, e in enumerate(self._outbox):
+                if e["id"] == entry_id and not e["_dead"]:
+                    del self._outbox[i]
+                    self._outbox.append({**e, "_dead": True, "last_error": reason[:500]})
+                    return
+
+    def outbox_dead(self, limit: int = 100) -> list[Entry]:
+        with self._lock:
+            return [self._public(e) for e in self._outbox if e["_dead"]][:limit]
+
+    def outbox_requeue(self, entry_id: str) -> bool:
+        with self._lock:
+            for e in self._outbox:
+                if e["id"] == entry_id and e["_dead"]:
+                    e.update(_dead=False, attempts=0, meta={})
+                    return True
+            return False
 
     def outbox_ack(self, entry_id: str) -> bool:
         with self._lock:
@@ -131,11 +177,13 @@ class MemoryAlertStore:
 
     def outbox_size(self) -> int:
         with self._lock:
-            return len(self._outbox)
+            return sum(1 for e in self._outbox if not e["_dead"])
 
-    def acquire_lease(self, owner: str, ttl_s: float, now: float) -> bool:
+    def acquire_lease(self, owner: str, ttl_s: float, now: float,
+                      takeover: Callable[[str], bool] | None = None) -> bool:
         with self._lock:
-            if self._lease is None or self._lease[0] == owner or self._lease[1] <= now:
+            if (self._lease is None or self._lease[0] == owner or self._lease[1] <= now
+                    or (takeover is not None and takeover(self._lease[0]))):
                 self._lease = (owner, now + ttl_s)
                 return True
             return False
@@ -164,7 +212,9 @@ CREATE TABLE IF NOT EXISTS alerts_outbox (
     created_at REAL NOT NULL,
     entry      TEXT NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    meta       TEXT,
+    state      TEXT NOT NULL DEFAULT 'queued'
 );
 CREATE TABLE IF NOT EXISTS alerts_leases (
     name       TEXT PRIMARY KEY,
@@ -191,6 +241,12 @@ class SqliteAlertStore:
         with self._immediate() as cur:
             for stmt in filter(str.strip, _SQLITE_SCHEMA.split(";")):
                 cur.execute(stmt)
+            # A file created by an earlier version: add the delivery bookkeeping columns.
+            columns = {row[1] for row in cur.execute("PRAGMA table_info(alerts_outbox)")}
+            if "meta" not in columns:
+                cur.execute("ALTER TABLE alerts_outbox ADD COLUMN meta TEXT")
+            if "state" not in columns:
+                cur.execute("ALTER TABLE alerts_outbox ADD COLUMN state TEXT NOT NULL DEFAULT 'queued'")
 
     @staticmethod
     def _retry_locked(fn: Callable[[], Any], attempts: int = 50) -> Any:
@@ -252,12 +308,36 @@ class SqliteAlertStore:
             row = self._conn.execute("SELECT doc FROM alerts_targets WHERE target = ?", (target,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def outbox_head(self, limit: int = 1) -> list[Entry]:
+    def _entries(self, state: str, limit: int) -> list[Entry]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT entry, attempts, last_error FROM alerts_outbox ORDER BY seq LIMIT ?", (limit,)
+                "SELECT entry, attempts, last_error, meta FROM alerts_outbox WHERE state = ? ORDER BY seq LIMIT ?",
+                (state, limit),
             ).fetchall()
-        return [{**json.loads(e), "attempts": a, "last_error": err} for e, a, err in rows]
+        return [{**json.loads(e), "attempts": a, "last_error": err, "meta": json.loads(m) if m else {}}
+                for e, a, err, m in rows]
+
+    def outbox_head(self, limit: int = 1) -> list[Entry]:
+        return self._entries("queued", limit)
+
+    def outbox_dead(self, limit: int = 100) -> list[Entry]:
+        return self._entries("dead", limit)
+
+    def outbox_set_meta(self, entry_id: str, meta: dict[str, Any]) -> None:
+        with self._immediate() as cur:
+            cur.execute("UPDATE alerts_outbox SET meta = ? WHERE id = ?", (_dumps(meta), entry_id))
+
+    def outbox_dead_letter(self, entry_id: str, reason: str) -> None:
+        with self._immediate() as cur:
+            cur.execute("UPDATE alerts_outbox SET state = 'dead', last_error = ? WHERE id = ?",
+                        (reason[:500], entry_id))
+
+    def outbox_requeue(self, entry_id: str) -> bool:
+        with self._immediate() as cur:
+            return cur.execute(
+                "UPDATE alerts_outbox SET state = 'queued', attempts = 0, meta = NULL WHERE id = ? AND state = 'dead'",
+                (entry_id,),
+            ).rowcount > 0
 
     def outbox_ack(self, entry_id: str) -> bool:
         with self._immediate() as cur:
@@ -272,12 +352,13 @@ class SqliteAlertStore:
 
     def outbox_size(self) -> int:
         with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM alerts_outbox").fetchone()[0])
+            return int(self._conn.execute("SELECT COUNT(*) FROM alerts_outbox WHERE state = 'queued'").fetchone()[0])
 
-    def acquire_lease(self, owner: str, ttl_s: float, now: float) -> bool:
+    def acquire_lease(self, owner: str, ttl_s: float, now: float,
+                      takeover: Callable[[str], bool] | None = None) -> bool:
         with self._immediate() as cur:
             row = cur.execute("SELECT owner, expires_at FROM alerts_leases WHERE name = 'drain'").fetchone()
-            if row and row[0] != owner and row[1] > now:
+            if row and row[0] != owner and row[1] > now and not (takeover is not None and takeover(row[0])):
                 return False
             cur.execute(
                 "INSERT INTO alerts_leases (name, owner, expires_at) VALUES ('drain', ?, ?) "
@@ -310,8 +391,9 @@ class RedisAlertStore:
 
     Keys (``prefix`` = ``cxhealth:alerts:``): ``target:<name>`` (JSON doc),
     ``outbox:queue`` (list of entry ids, oldest first), ``outbox:entries``
-    (hash id → JSON), ``outbox:attempts`` / ``outbox:errors`` (hashes),
-    ``lease:drain`` (owner, with a TTL).
+    (hash id → JSON), ``outbox:attempts`` / ``outbox:errors`` / ``outbox:meta``
+    (hashes), ``outbox:dead`` (list of dead-letter ids), ``lease:drain`` (owner,
+    with a TTL).
     """
 
     def __init__(self, client: Any, *, prefix: str = DEFAULT_REDIS_PREFIX) -> None:
@@ -354,15 +436,16 @@ class RedisAlertStore:
         raw = self._r.get(self._k("target", target))
         return json.loads(raw) if raw else None
 
-    def outbox_head(self, limit: int = 1) -> list[Entry]:
-        ids = [i.decode() if isinstance(i, bytes) else i for i in self._r.lrange(self._k("outbox", "queue"), 0, limit - 1)]
+    def _list(self, name: str, limit: int) -> list[Entry]:
+        ids = [i.decode() if isinstance(i, bytes) else i for i in self._r.lrange(self._k("outbox", name), 0, limit - 1)]
         if not ids:
             return []
         raws = self._r.hmget(self._k("outbox", "entries"), ids)
         attempts = self._r.hmget(self._k("outbox", "attempts"), ids)
         errors = self._r.hmget(self._k("outbox", "errors"), ids)
+        metas = self._r.hmget(self._k("outbox", "meta"), ids)
         out = []
-        for raw, att, err in zip(raws, attempts, errors):
+        for raw, att, err, meta in zip(raws, attempts, errors, metas):
             if raw is None:
                 continue
             out.append(
@@ -370,21 +453,50 @@ class RedisAlertStore:
                     **json.loads(raw),
                     "attempts": int(att or 0),
                     "last_error": (err.decode() if isinstance(err, bytes) else err),
+                    "meta": json.loads(meta) if meta else {},
                 }
             )
         return out
 
+    def outbox_head(self, limit: int = 1) -> list[Entry]:
+        return self._list("queue", limit)
+
+    def outbox_dead(self, limit: int = 100) -> list[Entry]:
+        return self._list("dead", limit)
+
+    def outbox_set_meta(self, entry_id: str, meta: dict[str, Any]) -> None:
+        self._r.hset(self._k("outbox", "meta"), entry_id, _dumps(meta))
+
+    def outbox_dead_letter(self, entry_id: str, reason: str) -> None:
+        with self._r.pipeline() as pipe:
+            pipe.lrem(self._k("outbox", "queue"), 1, entry_id)
+            pipe.rpush(self._k("outbox", "dead"), entry_id)
+            pipe.hset(self._k("outbox", "errors"), entry_id, reason[:500])
+            pipe.execute()
+
+    def outbox_requeue(self, entry_id: str) -> bool:
+        with self._r.pipeline() as pipe:
+            pipe.lrem(self._k("outbox", "dead"), 1, entry_id)
+            pipe.hdel(self._k("outbox", "attempts"), entry_id)
+            pipe.hdel(self._k("outbox", "meta"), entry_id)
+            removed, *_ = pipe.execute()
+        if removed:
+            self._r.rpush(self._k("outbox", "queue"), entry_id)
+        return bool(removed)
+
     def _queue_ack(self, pipe: Any, entry_id: str) -> None:
         pipe.lrem(self._k("outbox", "queue"), 1, entry_id)
+        pipe.lrem(self._k("outbox", "dead"), 1, entry_id)
         pipe.hdel(self._k("outbox", "entries"), entry_id)
         pipe.hdel(self._k("outbox", "attempts"), entry_id)
         pipe.hdel(self._k("outbox", "errors"), entry_id)
+        pipe.hdel(self._k("outbox", "meta"), entry_id)
 
     def outbox_ack(self, entry_id: str) -> bool:
         with self._r.pipeline() as pipe:
             self._queue_ack(pipe, entry_id)
-            removed, *_ = pipe.execute()
-        return bool(removed)
+            queued, dead, *_ = pipe.execute()
+        return bool(queued or dead)
 
     def outbox_note_failure(self, entry_id: str, error: str) -> None:
         with self._r.pipeline() as pipe:
@@ -395,9 +507,18 @@ class RedisAlertStore:
     def outbox_size(self) -> int:
         return int(self._r.llen(self._k("outbox", "queue")))
 
-    def acquire_lease(self, owner: str, ttl_s: float, now: float) -> bool:
+    def acquire_lease(self, owner: str, ttl_s: float, now: float,
+                      takeover: Callable[[str], bool] | None = None) -> bool:
         # Redis keeps the TTL by its own clock; ``now`` matters only to the SQL/memory stores.
-        return bool(self._renew(keys=[self._k("lease", "drain")], args=[owner, max(1, int(ttl_s * 1000))]))
+        key = self._k("lease", "drain")
+        if self._renew(keys=[key], args=[owner, max(1, int(ttl_s * 1000))]):
+            return True
+        holder = self._r.get(key)
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        if holder and takeover is not None and takeover(holder):
+            self._release(keys=[key], args=[holder])  # only if it is still that holder's
+            return bool(self._renew(keys=[key], args=[owner, max(1, int(ttl_s * 1000))]))
+        return False
 
     def release_lease(self, owner: str) -> None:
         self._release(keys=[self._k("lease", "drain")], args=[owner])

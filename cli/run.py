@@ -73,7 +73,12 @@ def run_run(args: Any) -> int:
         if sys.stderr.isatty() and not args.json:
             print(f"checking {len(targets)} target(s): {', '.join(t.name for t in targets)} ...", file=sys.stderr)
         runs = asyncio.run(check_all(config, targets))
+        from cxhealth.tasks.history import record_run
+
+        history_warnings = record_run(config, runs)  # contract §4: drift, persistence; never fails the run
         report = {"healthy": all(r["healthy"] for r in runs), "targets": runs}
+        if history_warnings:
+            report["warnings"] = history_warnings
         alerts = deliver_alerts(config, settings, runs)
         if alerts is not None:
             report["alerts"] = alerts

@@ -265,7 +265,12 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
             d["flow_run_url"] = url
     except Exception:  # noqa: BLE001 - a link is a nicety
         pass
+    from cxhealth.tasks.history import record_run
+
+    history_warnings = await asyncio.to_thread(record_run, config, docs)  # contract §4; never fails the run
     report: dict[str, Any] = {"healthy": all(d["healthy"] for d in docs), "targets": docs}
+    if history_warnings:
+        report["warnings"] = history_warnings
     emit_events(docs)
     if settings is not None:
         report["alerts"] = await asyncio.to_thread(send_alerts, config, settings, docs)

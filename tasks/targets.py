@@ -335,6 +335,14 @@ class BreakerSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """``[history]`` (contract §4) with its defaults: where observations go and how long they stay."""
+
+    store: str = "sqlite:///~/.cxhealth/history.sqlite3"
+    retention_days: int = 30
+
+
+@dataclass(frozen=True)
 class TargetsConfig:
     """Everything a targets file says."""
 
@@ -342,6 +350,7 @@ class TargetsConfig:
     slack: SlackSettings | None = None
     breaker: BreakerSettings = BreakerSettings()
     source: str = "<values>"
+    history: HistorySettings = HistorySettings()
 
     def target(self, name: str) -> Target:
         for t in self.targets:
@@ -382,10 +391,10 @@ def load_targets(path: str | os.PathLike[str]) -> TargetsConfig:
 def parse_targets(data: Mapping[str, Any], *, source: str = "<values>",
                   base_dir: str | os.PathLike[str] | None = None) -> TargetsConfig:
     """Validate an already-parsed targets document (dicts as from TOML)."""
-    unknown = set(data) - {"defaults", "target", "slack", "breaker"}
+    unknown = set(data) - {"defaults", "target", "slack", "breaker", "history"}
     if unknown:
         raise TargetConfigError(
-            f"{source}: unknown table {sorted(unknown)[0]!r}: use [defaults], [[target]], [slack], [breaker]")
+            f"{source}: unknown table {sorted(unknown)[0]!r}: use [defaults], [[target]], [slack], [breaker], [history]")
     defaults = _table(data, "defaults", source)
     _check_keys(defaults, source, "[defaults]")
     raw_targets = data.get("target", [])
@@ -412,7 +421,8 @@ def parse_targets(data: Mapping[str, Any], *, source: str = "<values>",
     if duplicates:
         raise TargetConfigError(f"{source}: target {duplicates[0]!r}: name: must be unique (used twice)")
     return TargetsConfig(targets=tuple(targets), slack=_parse_slack(data, source),
-                         breaker=_parse_breaker(data, source), source=source)
+                         breaker=_parse_breaker(data, source), source=source,
+                         history=_parse_history(data, source))
 
 
 def _table(data: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
@@ -483,6 +493,25 @@ def _parse_breaker(data: Mapping[str, Any], source: str) -> BreakerSettings:
     if settings.max_open_s < settings.open_s:
         raise TargetConfigError(f"{source}: [breaker]: max_open_s: must be >= open_s ({settings.open_s})")
     return settings
+
+
+def _parse_history(data: Mapping[str, Any], source: str) -> HistorySettings:
+    table = _table(data, "history", source)
+    valid = {f.name for f in fields(HistorySettings)}
+    for key in table:
+        if key not in valid:
+            raise TargetConfigError(f"{source}: [history]: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
+    days = table.get("retention_days", 30)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise TargetConfigError(f"{source}: [history]: retention_days: must be a whole number >= 1, not {days!r}")
+    if "store" in table:
+        from cxhealth.tasks.history.store import check_history_url
+
+        try:
+            check_history_url(table["store"])
+        except ValueError as exc:
+            raise TargetConfigError(f"{source}: [history]: {exc}") from None
+    return HistorySettings(**table)
 
 
 def _positive(value: object, source: str, where: str) -> float:

@@ -350,17 +350,16 @@ class TestRecording:
         assert not any("sk-123" in line for line in dump)
 
     def test_unhealthy_target_carries_persistence(self, sqlite_store):
-        record_target_observations(report(), sqlite_store)
-        doc = report("cert_expired", at=T0 + timedelta(minutes=5))
-        record_target_observations(doc, sqlite_store)
+        record_target_observations(report(), sqlite_store, clock=lambda: T0)
+        doc = report("cert_expired")
+        record_target_observations(doc, sqlite_store, clock=lambda: T0 + timedelta(minutes=5))
         assert doc["persistence"] == "transient"
         assert doc["persistence_since"] == (T0 + timedelta(minutes=5)).isoformat(timespec="seconds")
 
     def test_breaker_open_check_records_nothing_but_is_judged(self, sqlite_store):
-        record_target_observations(report("cert_expired"), sqlite_store)
-        doc = {"name": "lab", "healthy": False, "stage": "breaker_open", "handshake": None,
-               "started_at": (T0 + timedelta(minutes=5)).isoformat(), "endpoints": []}
-        record_target_observations(doc, sqlite_store)
+        record_target_observations(report("cert_expired"), sqlite_store, clock=lambda: T0)
+        doc = {"name": "lab", "healthy": False, "stage": "breaker_open", "handshake": None, "endpoints": []}
+        record_target_observations(doc, sqlite_store, clock=lambda: T0 + timedelta(minutes=5))
         assert len(sqlite_store.observations()) == 1
         assert doc["persistence"] == "persistent"
         assert doc["persistence_since"] == T0.isoformat(timespec="seconds")

@@ -61,10 +61,12 @@ def observation_from_diagnosis(d: Mapping[str, Any], *, at: datetime, target: st
         cause=str(d.get("cause") or "ok"), stage=stage, **chain_facts(d.get("chain") or ()))
 
 
-def observations_from_report(doc: Mapping[str, Any], clock: Clock = utcnow) -> list[Observation]:
+def observations_from_report(doc: Mapping[str, Any], at: datetime) -> list[Observation]:
     """Every TLS connection a target's check made: the token host (each address it
-    connected to) and each other API host. A check the breaker turned away made none."""
-    at = _time(doc.get("started_at")) or clock()
+    connected to) and each other API host. A check the breaker turned away made none.
+
+    *at* is the check's time (when it is recorded, to the microsecond: the report's
+    ``started_at`` is to the second, and two checks may start within one)."""
     name = str(doc["name"])
     out: list[Observation] = []
     hs = doc.get("handshake")
@@ -110,14 +112,14 @@ def record_target_observations(doc: MutableMapping[str, Any], store: Any, clock:
     unhealthy = not doc.get("healthy", True)
     if unhealthy:
         doc["persistence"], doc["persistence_since"] = None, None
+    at = clock()
     try:
-        observations = observations_from_report(doc, clock)
-        events = store.record(observations, now=clock()) if observations else []
+        observations = observations_from_report(doc, at)
+        events = store.record(observations, now=at) if observations else []
         doc["drift"] = [e.to_dict() for e in events]
         if unhealthy:
-            checks, started = store.checks(str(doc["name"]), now=clock())
+            checks, started = store.checks(str(doc["name"]), now=at)
             if not observations:  # turned away by the breaker: still a failed check
-                at = _time(doc.get("started_at")) or clock()
                 checks = [CheckOutcome(at, failed=True), *checks]
             judged = judge_persistence(checks, streak_started=started, policy=policy)
             if judged is not None:

@@ -26,6 +26,7 @@ def load_run_config(path: str, only: Sequence[str] = ()) -> tuple[Any, list[Any]
             target.client_secret()
             if target.access_key_secret_env:
                 target.access_key_secret()
+            target.check_proxy()  # the proxy URL, the environment's proxy, the password variable
     except TargetConfigError as exc:
         raise UsageError(str(exc)) from None
     if not selected:

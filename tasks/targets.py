@@ -26,6 +26,7 @@ from cxhealth.tasks.platforms import DEFAULT_ENDPOINTS, PlatformError, PlatformP
 from cxhealth.tasks.tls.engine import DiagnoseOptions
 from cxhealth.tasks.tls.model import Endpoint
 from cxhealth.tasks.tls.policy import BASELINE_CIPHERS, PolicyError, TLSPolicy
+from cxhealth.tasks.tls.proxy import ProxyConfigError, ProxySettings, parse_proxy_url, route, settings_from_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +42,7 @@ _INLINE_SECRET_KEYS = {
     "webhook_url": "webhook_url_env",
     "bot_token": "bot_token_env",
     "password": "access_key_secret_env",
+    "proxy_password": "proxy_password_env",
 }
 
 
@@ -153,6 +155,9 @@ class Target:
     client_cert: str | None = None
     client_key: str | None = None
     timeout: float = 5.0
+    proxy: str | None = None              # http://[user@]host:port; default: HTTPS_PROXY/NO_PROXY of the environment
+    proxy_password_env: str | None = None  # the proxy user's password, by name
+    no_proxy: bool = False                 # connect directly even if the environment sets a proxy
     source: str = field(default="<values>", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -212,6 +217,19 @@ class Target:
             self.policy()
         except PolicyError as exc:
             self._fail("tls_min/tls_max/ciphers", str(exc))
+        if not isinstance(self.no_proxy, bool):
+            self._fail("no_proxy", f"must be true or false, not {self.no_proxy!r}")
+        if self.proxy is not None and not isinstance(self.proxy, str):
+            self._fail("proxy", "must be a proxy URL like http://proxy.corp.example:3128")
+        if self.proxy_password_env is not None and not (isinstance(self.proxy_password_env, str)
+                                                        and _ENV_NAME.match(self.proxy_password_env)):
+            self._fail("proxy_password_env", f"must be an environment variable name like PROXY_PASSWORD, "
+                                             f"not {self.proxy_password_env!r}")
+        if self.proxy is not None:
+            try:
+                parse_proxy_url(self.proxy, source="proxy", password_env=self.proxy_password_env)
+            except ProxyConfigError as exc:
+                self._fail("proxy", str(exc).removeprefix("proxy: "))
 
     # -- validation helpers -------------------------------------------------
     def _fail(self, key: str, message: str) -> None:
@@ -258,10 +276,27 @@ class Target:
         """``{(host, port): address}`` from the ``resolve`` overrides."""
         return {(r.host, r.port): r.address for r in map(Resolve.parse, self.resolve)}
 
+    def proxy_settings(self) -> ProxySettings:
+        """How this target's connections pick their proxy (``proxy``, ``no_proxy``, the environment)."""
+        explicit = (parse_proxy_url(self.proxy, source=f"target {self.name!r}: proxy",
+                                    password_env=self.proxy_password_env) if self.proxy else None)
+        if self.no_proxy:  # direct, whatever the environment or [defaults] say
+            return ProxySettings(explicit=None, ignore_environment=True)
+        return ProxySettings(explicit=explicit, password_env=self.proxy_password_env)
+
+    def check_proxy(self, env: Mapping[str, str] | None = None) -> None:
+        """Fail now, in one line, on an unusable proxy setting (the environment's too) or an unset password."""
+        try:
+            settings_from_options(None if self.no_proxy else self.proxy, self.proxy_password_env,
+                                  self.no_proxy, env, where=f"target {self.name!r}: proxy")
+        except ProxyConfigError as exc:
+            raise TargetConfigError(f"{self.source}: target {self.name!r}: {exc}") from None
+
     def endpoint_for(self, host: str, port: int = 443) -> Endpoint:
-        """The TLS engine's view of one host of this target (resolve and SNI applied)."""
+        """The TLS engine's view of one host of this target (resolve, SNI and proxy applied)."""
         host = host.lower()
-        return Endpoint(host=host, port=port, sni=self.sni, address=self.resolve_map.get((host, port)))
+        endpoint = Endpoint(host=host, port=port, sni=self.sni, address=self.resolve_map.get((host, port)))
+        return route(endpoint, self.proxy_settings(), self.resolve_map)
 
     def endpoints_to_diagnose(self, api_base: str | None = None) -> tuple[Endpoint, ...]:
         """Every host this target contacts, token host first (diagnosed before any credential).

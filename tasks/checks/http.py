@@ -11,8 +11,14 @@
 * Timeouts on connect, read, write and pool; ``retries=0`` — no transport retry,
   because httpcore's connect retries would silently retry a TLS handshake
   failure (style.md). Retries happen only in :mod:`tasks.checks.retry`.
-* ``trust_env=False``: no proxy, ``.netrc`` credentials or ``SSL_CERT_FILE`` from
-  the environment sneak into a health check.
+* ``trust_env=False``: no ``.netrc`` credentials or ``SSL_CERT_FILE`` from the
+  environment sneak into a health check. Proxies are chosen by the engine's one
+  rule instead (:mod:`cxhealth.tasks.tls.proxy`: ``--proxy``/``proxy``, then
+  ``HTTPS_PROXY``/``NO_PROXY`` as curl reads them) and tunnelled by the same
+  CONNECT code as the probe (:func:`~cxhealth.tasks.tls.connection.exchange_connect`),
+  per host, inside :class:`RoutingBackend` — so the diagnosis and the token
+  request reach a host the same way, and httpx's own ``proxy=`` (one proxy per
+  client, its own env rules) is not used.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import httpcore
 from cxhealth.tasks.tls.chain import names_cover
 import httpx
 
+from cxhealth.tasks.tls.connection import exchange_connect, failure_from_answer, unreachable
 from cxhealth.tasks.tls.policy import TLSPolicy, build_verifying_context
+from cxhealth.tasks.tls.proxy import NotHTTPAnswer, ProxyFailure, ProxySettings, authority
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from cxhealth.tasks.targets import Target
@@ -64,6 +72,19 @@ class RealHostnameMismatch(httpcore.ConnectError):
         super().__init__(f"certificate verify failed: the certificate does not cover {host} (SNI override {sni})")
         self.host = host
         self.sni = sni
+
+
+class ProxyTunnelError(httpcore.ConnectError):
+    """The proxy did not open the tunnel (no answer, 407, 403, 502/503/504, ...).
+
+    A connect error, so the request stops before any byte of it is sent and the
+    check has the engine diagnose the host (which names the proxy cause). The
+    message is the proxy's status line: no credential is ever in it.
+    """
+
+    def __init__(self, failure: ProxyFailure) -> None:
+        super().__init__(f"proxy tunnel failed ({failure.kind}): {failure.message}")
+        self.failure = failure
 
 
 class _SNIOverrideStream(httpcore.AsyncNetworkStream):
@@ -110,22 +131,61 @@ class RoutingBackend(httpcore.AsyncNetworkBackend):
 
     def __init__(self, routes: Mapping[tuple[str, int], str] | None = None, *, sni: str | None = None,
                  sni_context: ssl.SSLContext | None = None,
-                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+                 inner: httpcore.AsyncNetworkBackend | None = None,
+                 proxies: ProxySettings | None = None, env: Mapping[str, str] | None = None) -> None:
         self._routes = {(h.lower(), p): a for (h, p), a in (routes or {}).items()}
         self._sni = sni
         self._sni_context = sni_context
         self._inner = inner or httpcore.AnyIOBackend()
+        self._proxies = proxies
+        self._env = env
         self.dialled: list[tuple[str, int, str]] = []  # (host, port, address): what was really dialled
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
                           socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.AsyncNetworkStream:
-        address = self._routes.get((host.lower(), port), host)
-        self.dialled.append((host, port, address))
-        stream = await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                               socket_options=socket_options)
+        proxy = self._proxies.choose(host, port, self._env) if self._proxies is not None else None
+        if proxy is not None:
+            stream = await self._tunnel(proxy, host, port, timeout, local_address, socket_options)
+        else:
+            address = self._routes.get((host.lower(), port), host)
+            self.dialled.append((host, port, address))
+            stream = await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                   socket_options=socket_options)
         if self._sni and self._sni_context is not None:
             return _SNIOverrideStream(stream, host, self._sni, self._sni_context)
+        return stream
+
+    async def _tunnel(self, proxy: typing.Any, host: str, port: int, timeout: float | None,
+                      local_address: str | None, socket_options: typing.Any) -> httpcore.AsyncNetworkStream:
+        """TCP to the proxy, then CONNECT host:port (the target's name: the proxy resolves it, as curl)."""
+        address = proxy.address or self._routes.get((proxy.host, proxy.port), proxy.host)
+        self.dialled.append((host, port, f"proxy {proxy.host}:{proxy.port} ({address})"))
+        stream = await self._inner.connect_tcp(address, proxy.port, timeout=timeout, local_address=local_address,
+                                               socket_options=socket_options)
+
+        async def send(data: bytes) -> None:
+            await stream.write(data, timeout)
+
+        async def recv(n: int) -> bytes:
+            return await stream.read(n, timeout)
+
+        failure: ProxyFailure | None = None
+        try:
+            answer = await exchange_connect(send, recv, host, port, proxy, self._env)
+            if not answer.ok:
+                failure = failure_from_answer(answer, proxy, host, port)
+        except NotHTTPAnswer as exc:
+            failure = unreachable(proxy, "NOT_HTTP", f"{proxy.host}:{proxy.port} is not an HTTP proxy ({exc})")
+        except (EOFError, httpcore.ReadError, httpcore.WriteError, OSError):
+            failure = unreachable(proxy, "CLOSED", f"the proxy closed the connection without answering CONNECT "
+                                                  f"{authority(host, port)}")
+        except httpcore.TimeoutException:
+            failure = unreachable(proxy, "CONNECT_TIMEOUT", f"the proxy did not answer CONNECT "
+                                                            f"{authority(host, port)} in time")
+        if failure is not None:
+            await stream.aclose()
+            raise ProxyTunnelError(failure)
         return stream
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
@@ -168,7 +228,8 @@ def client_timeout(seconds: float, read: float | None = None) -> httpx.Timeout:
 
 def build_client(policy: TLSPolicy, *, resolve: Mapping[tuple[str, int], str] | None = None,
                  sni: str | None = None, timeout: httpx.Timeout | float | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 proxies: ProxySettings | None = None) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose every connection uses *policy*'s verifying context.
 
     Args:
@@ -177,6 +238,7 @@ def build_client(policy: TLSPolicy, *, resolve: Mapping[tuple[str, int], str] | 
         sni: a name to send as SNI instead of each URL's host (still verified against the host).
         timeout: seconds (all four phases) or an ``httpx.Timeout``; default ``policy.timeout``.
         transport: only for pure HTTP-shape tests (``httpx.MockTransport``).
+        proxies: how each host's proxy is chosen (None: direct, the environment is not read).
 
     Redirects are not followed (a token or secret is never carried to another URL).
     """
@@ -187,7 +249,7 @@ def build_client(policy: TLSPolicy, *, resolve: Mapping[tuple[str, int], str] | 
             # host in _SNIOverrideStream, since OpenSSL would check the SNI name instead.
             sni_context = build_verifying_context(policy, alpn=_HTTP1_ALPN, check_hostname=False)
             assert sni_context.verify_mode == ssl.CERT_REQUIRED
-        backend = RoutingBackend(resolve, sni=sni, sni_context=sni_context)
+        backend = RoutingBackend(resolve, sni=sni, sni_context=sni_context, proxies=proxies)
         transport = VerifiedTransport(policy.ssl_context(alpn=_HTTP1_ALPN), backend)
     if not isinstance(timeout, httpx.Timeout):
         timeout = client_timeout(float(timeout if timeout is not None else policy.timeout))
@@ -199,4 +261,4 @@ def client_for(target: "Target", *, timeout: httpx.Timeout | float | None = None
                transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """:func:`build_client` with the target's policy, ``resolve`` and ``sni``."""
     return build_client(target.policy(), resolve=target.resolve_map, sni=target.sni,
-                        timeout=timeout, transport=transport)
+                        timeout=timeout, transport=transport, proxies=target.proxy_settings())

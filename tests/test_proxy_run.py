@@ -1,0 +1,177 @@
+"""`cxhealth run` through a real squid: the token request and the endpoints use the same tunnel.
+
+Given the fake platform behind squid (squid resolves the platform's names from
+its own hosts file; the client has no route but the proxy), when a user runs
+the checks with ``proxy = ...`` (or ``HTTPS_PROXY``), then every connection goes
+through the tunnel; through an intercepting squid the handshake stage stops
+the run and not one token request reaches the platform; the proxy password and
+the client secret appear in no output and no file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from cxhealth.cli.main import main
+from cxhealth.lab.squid import PROXY_USER
+from tests.conftest import need_squid
+
+CANARY = "canary-proxy-run-secret-5d1e"
+PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def platform():
+    from cxhealth.lab.fake_platform import FakeCredentials, FakePlatform
+
+    with FakePlatform(credentials=FakeCredentials(genesys_client_secret=CANARY)) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def platform_squid(platform):
+    need_squid()
+    from cxhealth.lab.fake_platform import ALL_HOSTS, GENESYS_API, GENESYS_TLS13
+    from cxhealth.lab.squid import SquidLab
+
+    with SquidLab(hosts={h: "127.0.0.1" for h in ALL_HOSTS}, splice=[GENESYS_API], deny=[GENESYS_TLS13],
+                  upstream_ca_bundle=platform.ca_bundle) as squid:
+        yield squid
+
+
+@pytest.fixture()
+def env(platform, platform_squid, monkeypatch):
+    for name in PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in platform.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CXLAB_PROXY_PASSWORD", platform_squid.password)
+    platform.reset()
+
+
+def write(tmp_path: Path, platform, *, proxy: str | None, resolve: bool = False, extra: str = "") -> str:
+    """A targets file for the lab's Genesys, reachable only through the proxy (no resolve entries)."""
+    text = platform.targets_toml(platforms=("genesys",))
+    if not resolve:
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("resolve ="))
+    if proxy:
+        text = text.replace("[defaults]", f"[defaults]\nproxy = \"{proxy}\"{extra}", 1)
+    text += f'\n[breaker]\nstore = "sqlite:///{tmp_path}/breaker.sqlite3"\n'
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def _no_secret_anywhere(tmp_path: Path, *texts: str, secrets: tuple[str, ...]) -> None:
+    blobs = list(texts) + [p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*") if p.is_file()]
+    for secret in secrets:
+        assert not any(secret in blob for blob in blobs), f"a secret leaked ({secret[:4]}...)"
+
+
+def test_run_through_the_tunnel_is_healthy_and_every_host_goes_through_squid(tmp_path, platform, platform_squid, env):
+    from cxhealth.lab.fake_platform import GENESYS_API, GENESYS_LOGIN
+
+    path = write(tmp_path, platform, proxy=platform_squid.url("plain"))
+    code, out, err = run_cli("run", "--targets", path, "--json", "--no-alerts")
+    assert code == 0, err
+    target = json.loads(out)["targets"][0]
+    assert target["healthy"] and target["handshake"]["target"]["proxy"] == platform_squid.url("plain")
+    assert target["oauth"]["ok"] and all(e["ok"] for e in target["endpoints"])
+    assert target["breaker"]["state"] == "closed"
+    assert len(platform.token_requests) == 1
+    for host in (GENESYS_LOGIN, GENESYS_API):
+        assert platform_squid.wait_for_log("TCP_TUNNEL/200", f"CONNECT {host}:"), host
+    _no_secret_anywhere(tmp_path, out, err, secrets=(CANARY,))
+
+
+def test_the_environment_proxy_is_used_by_run_and_no_proxy_true_goes_direct(tmp_path, platform, platform_squid, env,
+                                                                            monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", platform_squid.url("plain"))
+    code, out, err = run_cli("run", "--targets", write(tmp_path, platform, proxy=None), "--json", "--no-alerts")
+    assert code == 0, err
+    assert json.loads(out)["targets"][0]["handshake"]["target"]["proxy"] == platform_squid.url("plain")
+    # no_proxy = true: direct (with the resolve entries, as without a proxy)
+    path = write(tmp_path, platform, proxy=None, resolve=True)
+    Path(path).write_text(Path(path).read_text().replace("[defaults]", "[defaults]\nno_proxy = true", 1))
+    code, out, err = run_cli("run", "--targets", path, "--json", "--no-alerts")
+    assert code == 0, err
+    assert json.loads(out)["targets"][0]["handshake"]["target"]["proxy"] is None
+
+
+def test_run_with_proxy_auth_by_name_and_the_password_leaks_nowhere(tmp_path, platform, platform_squid, env):
+    url = platform_squid.url("auth", PROXY_USER)
+    path = write(tmp_path, platform, proxy=url, extra='\nproxy_password_env = "CXLAB_PROXY_PASSWORD"')
+    code, out, err = run_cli("run", "--targets", path, "--json", "--no-alerts")
+    assert code == 0, err
+    target = json.loads(out)["targets"][0]
+    assert target["healthy"] and target["handshake"]["target"]["proxy"] == url
+    assert platform_squid.wait_for_log(PROXY_USER, "TCP_TUNNEL/200")
+    _no_secret_anywhere(tmp_path, out, err, secrets=(CANARY, platform_squid.password))
+    # without the password: the handshake stage names the proxy cause, no token request is made
+    platform.reset()
+    path = write(tmp_path, platform, proxy=platform_squid.url("auth"))
+    code, out, err = run_cli("run", "--targets", path, "--json", "--no-alerts")
+    target = json.loads(out)["targets"][0]
+    assert (code, target["stage"], target["cause"]) == (1, "handshake", "proxy_auth_required")
+    assert platform.token_requests == []
+
+
+def test_an_intercepting_proxy_stops_the_run_before_any_token_request(tmp_path, platform, platform_squid, env):
+    """squid re-signs login.genesys… with its Zscaler-named CA: the handshake stage fails first,
+    and zero token requests (so zero credentials) reach the platform."""
+    path = write(tmp_path, platform, proxy=platform_squid.url("bump"))
+    code, out, err = run_cli("run", "--targets", path, "--json", "--no-alerts")
+    assert code == 1, err
+    target = json.loads(out)["targets"][0]
+    assert (target["stage"], target["cause"]) == ("handshake", "proxy_interception")
+    assert "Zscaler" in target["handshake"]["summary"]
+    assert target["oauth"] is None and target["endpoints"] == []
+    assert platform.token_requests == [] and platform.requests == []
+    assert not any("POST" in line for line in platform_squid.access_lines())   # nothing was sent inside a tunnel
+    assert target["breaker"]["host"] == target["handshake"]["target"]["host"]  # the key is the target host
+    _no_secret_anywhere(tmp_path, out, err, secrets=(CANARY,))
+
+
+def test_an_api_host_the_proxy_refuses_fails_the_endpoints_stage_with_proxy_refused(tmp_path, platform,
+                                                                                    platform_squid, env):
+    from cxhealth.lab.fake_platform import GENESYS_TLS13
+
+    path = write(tmp_path, platform, proxy=platform_squid.url("plain"))
+    text = Path(path).read_text().replace('api_base = "https://api.genesys',
+                                          f'api_base = "https://{GENESYS_TLS13}:{platform.tls13_port}"\n# was "', 1)
+    Path(path).write_text(text)
+    code, out, err = run_cli("run", "--targets", path, "--json", "--no-alerts")
+    target = json.loads(out)["targets"][0]
+    assert (code, target["stage"], target["cause"]) == (1, "endpoints", "proxy_refused"), err
+    assert target["oauth"]["ok"] is True                          # the token host was tunnelled
+    assert all(e["cause"] == "proxy_refused" for e in target["endpoints"])
+    assert not any(r.host == GENESYS_TLS13 for r in platform.requests)
+
+
+def test_a_bad_proxy_setting_in_targets_is_exit_2_in_one_line(tmp_path, platform, env, monkeypatch):
+    cases = [
+        ("socks5://127.0.0.1:1080", "", "SOCKS"),
+        ("http://jane:pw-77aa@127.0.0.1:3128", "", "holds a password"),
+        ("http://jane@127.0.0.1:3128", '\nproxy_password_env = "CXLAB_UNSET_PROXY_PW"', "CXLAB_UNSET_PROXY_PW is not set"),
+    ]
+    monkeypatch.delenv("CXLAB_UNSET_PROXY_PW", raising=False)
+    for proxy, extra, words in cases:
+        code, out, err = run_cli("run", "--targets", write(tmp_path, platform, proxy=proxy, extra=extra))
+        assert code == 2 and out == "" and err.count("\n") == 1, (proxy, err)
+        assert words in err and "pw-77aa" not in err
+    path = write(tmp_path, platform, proxy=None)
+    Path(path).write_text(Path(path).read_text().replace("[defaults]", '[defaults]\nproxy_password = "x"', 1))
+    code, _, err = run_cli("run", "--targets", path)
+    assert code == 2 and "proxy_password_env" in err

@@ -3,7 +3,7 @@
     python -m cxhealth.blocks.import_toml targets.toml [--overwrite] [--keep-env-refs]
 
 Every ``[[target]]`` becomes a *CxHealth Target* block named
-:func:`blocks.block_name_for` of the target's name; the TLS keys of
+:func:`cxhealth.blocks.block_name_for` of the target's name; the TLS keys of
 ``[defaults]`` become one *CxHealth TLS Policy* block (``--policy-name``) that
 those targets reference; ``[slack]`` and ``[breaker]`` become the ``default``
 *CxHealth Slack Settings* / *CxHealth Breaker Settings* blocks. The file is
@@ -55,11 +55,6 @@ class ImportPlan:
         return out
 
 
-_POLICY_KEYS = ("tls_min", "tls_max", "ciphers", "ca_bundle", "timeout", "pins", "expect_issuers")
-_PLAIN_KEYS = ("region", "api_base", "token_url", "issuer", "tenant_id", "grant", "access_key_id", "endpoints",
-               "resolve", "sni", "client_cert", "client_key")
-
-
 def _env_value(var: str, where: str, environ: Mapping[str, str]) -> str:
     value = environ.get(var)
     if not value:
@@ -69,28 +64,16 @@ def _env_value(var: str, where: str, environ: Mapping[str, str]) -> str:
     return value
 
 
-def _normalized_policy(defaults: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
-    """[defaults] TLS keys as the Target constructor normalizes them."""
-    out: dict[str, Any] = {}
-    for key in _POLICY_KEYS:
-        if key not in defaults:
-            continue
-        value = defaults[key]
-        if key in ("tls_min", "tls_max") and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = f"{value:.1f}"
-        elif key == "timeout":
-            value = float(value)
-        elif key == "ca_bundle":
-            value = str(Path(base_dir, Path(value).expanduser()))
-        elif key in ("pins", "expect_issuers"):
-            value = list(value)
-        out[key] = value
-    return out
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def plan_import(path: str | os.PathLike[str], *, keep_env_refs: bool = False, policy_name: str = "defaults",
                 settings_name: str = "default", environ: Mapping[str, str] | None = None) -> ImportPlan:
     """Validate the file and build (unsaved) blocks for it.
+
+    Walks the models' fields (``TargetKeys``, ``SlackKeys``, ``BreakerSettings``),
+    so a key added to targets.toml's models is imported with no change here.
 
     Raises:
         ImportTomlError: invalid file, unset secret variable, or two targets that
@@ -99,7 +82,8 @@ def plan_import(path: str | os.PathLike[str], *, keep_env_refs: bool = False, po
     from pydantic import SecretStr
 
     from cxhealth.blocks import CxBreakerSettings, CxSlackSettings, CxTarget, CxTLSPolicy, block_name_for
-    from cxhealth.tasks.targets import TargetConfigError, load_targets
+    from cxhealth.tasks.targets import (TLS_POLICY_KEYS, SlackKeys, TargetConfigError, TargetKeys, TLSPolicyKeys,
+                                        load_targets)
 
     env = os.environ if environ is None else environ
     try:
@@ -112,11 +96,17 @@ def plan_import(path: str | os.PathLike[str], *, keep_env_refs: bool = False, po
     raw_targets = {t["name"]: t for t in raw.get("target", [])}
     plan = ImportPlan()
 
-    policy_values = _normalized_policy(defaults, p.parent)
+    # [defaults]' TLS keys become one policy block (the same rules as every target's keys).
+    tls_defaults = {k: defaults[k] for k in TLS_POLICY_KEYS if k in defaults}
+    if isinstance(tls_defaults.get("ca_bundle"), str):
+        tls_defaults["ca_bundle"] = str(Path(p.parent, Path(tls_defaults["ca_bundle"]).expanduser()))
+    policy_values = {k: _plain(v) for k, v in TLSPolicyKeys.model_validate(tls_defaults)
+                     if v is not None}
     if policy_values:
         plan.policy = (policy_name, CxTLSPolicy(**policy_values))
 
     names: dict[str, str] = {}
+    secret_keys = ("name", "client_secret_env", "access_key_secret_env")
     for target in config.targets:
         block_name = block_name_for(target.name)
         if block_name in names:
@@ -124,18 +114,18 @@ def plan_import(path: str | os.PathLike[str], *, keep_env_refs: bool = False, po
                                f"{block_name!r} (block names are lowercase letters, digits and dashes); rename one")
         names[block_name] = target.name
         where = f"{p}: target {target.name!r}"
-        values: dict[str, Any] = {"platform": target.platform, "client_id": target.client_id}
+        own = raw_targets[target.name]
+        values: dict[str, Any] = {}
         if block_name != target.name:
             values["name"] = target.name
-        for key in _PLAIN_KEYS:
+        for key in TargetKeys.model_fields:
+            if key in secret_keys:
+                continue
+            if key in TLS_POLICY_KEYS and key not in own:
+                continue  # the policy block (from [defaults]) or the Target default
             value = getattr(target, key)
             if value is not None and value != ():
-                values[key] = list(value) if isinstance(value, tuple) else value
-        own = raw_targets[target.name]
-        for key in _POLICY_KEYS:
-            if key in own:  # else: the policy block (from [defaults]) or the Target default
-                value = getattr(target, key)
-                values[key] = list(value) if isinstance(value, tuple) else value
+                values[key] = _plain(value)
         if policy_values:
             values["tls_policy"] = policy_name
         if keep_env_refs:
@@ -150,18 +140,16 @@ def plan_import(path: str | os.PathLike[str], *, keep_env_refs: bool = False, po
 
     if config.slack is not None:
         s = config.slack
-        values = {k: getattr(s, k) for k in ("channel", "api_base", "repeat_interval_s", "timeout")
-                  if getattr(s, k) is not None}
+        values = {k: getattr(s, k) for k in SlackKeys.model_fields
+                  if k in s.model_fields_set and k not in ("webhook_url_env", "bot_token_env")}
         where = f"{p}: [slack]"
-        if s.bot_token_env:
-            values["mode"] = "bot"
+        values["mode"] = s.mode
+        if s.mode == "bot":
             if keep_env_refs:
                 values["bot_token_env"] = s.bot_token_env
             else:
-                values["bot_token"] = SecretStr(_env_value(s.bot_token_env, where, env))
+                values["bot_token"] = SecretStr(_env_value(s.bot_token_env or "", where, env))
         else:
-            values["mode"] = "webhook"
-            values.pop("channel", None)
             if keep_env_refs:
                 values["webhook_url_env"] = s.webhook_url_env
             else:
@@ -169,21 +157,19 @@ def plan_import(path: str | os.PathLike[str], *, keep_env_refs: bool = False, po
         plan.slack = (settings_name, CxSlackSettings(**values))
 
     if "breaker" in raw:
-        b = config.breaker
-        plan.breaker = (settings_name, CxBreakerSettings(threshold=b.threshold, window_s=b.window_s, open_s=b.open_s,
-                                                         max_open_s=b.max_open_s, store=b.store))
+        plan.breaker = (settings_name, CxBreakerSettings(**config.breaker.model_dump()))
     return plan
 
 
 async def save_plan(plan: ImportPlan, *, overwrite: bool = False) -> list[str]:
     """Save every block of *plan*; refuse (before saving anything) if one exists
     and *overwrite* is false. Returns ``type-slug/name`` of each saved block."""
-    from cxhealth.blocks import _block_names
+    from cxhealth.blocks.loader import block_names
 
     if not overwrite:
         existing: list[str] = []
         for cls in {type(block) for _, block in plan.items()}:
-            present = set(await _block_names(cls))
+            present = set(await block_names(cls))
             existing += [f"{cls.get_block_type_slug()}/{n}" for n, b in plan.items()
                          if type(b) is cls and n in present]
         if existing:
@@ -222,10 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed one usage line; bad input is 2
         return 2 if exc.code else 0
-    from cxhealth.blocks import _BLOCK_NAME
+    from cxhealth.blocks.base import BLOCK_NAME
 
     for option, value in (("--policy-name", args.policy_name), ("--settings-name", args.settings_name)):
-        if not _BLOCK_NAME.match(value):
+        if not BLOCK_NAME.match(value):
             print(f"error: {option} {value!r}: block names are lowercase letters, digits and dashes",
                   file=sys.stderr)
             return 2

@@ -6,8 +6,6 @@ Stays light: no Prefect, no httpx.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ipaddress
 import json
 import os
@@ -16,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
+from cxhealth.tasks.rules import spki_pin
 from cxhealth.tasks.tls import DiagnoseOptions, Diagnosis, Endpoint, PolicyError, TLSPolicy, diagnose_many
 from cxhealth.tasks.tls.chain import StoreError, load_store
 from cxhealth.tasks.tls.proxy import ProxyConfigError, ProxySettings, route, settings_from_options
@@ -69,16 +68,11 @@ def parse_resolve(items: Sequence[str]) -> dict[tuple[str, int], str]:
 
 
 def parse_pin(text: str) -> str:
-    prefix, _, value = text.partition("/")
-    if prefix.lower() != "sha256" or not value:
-        raise UsageError(f"--pin {text!r}: expected sha256/BASE64 (the base64 SHA-256 of a SubjectPublicKeyInfo)")
+    """The pin rule targets.toml and the blocks use too (tasks/rules.py)."""
     try:
-        digest = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise UsageError(f"--pin {text!r}: {value!r} is not valid base64") from None
-    if len(digest) != 32:
-        raise UsageError(f"--pin {text!r}: decodes to {len(digest)} bytes, a SHA-256 pin has 32")
-    return f"sha256/{value}"
+        return spki_pin(text)
+    except ValueError as exc:
+        raise UsageError(f"--pin {exc}") from None
 
 
 def check_pem_file(option: str, path: str | None, *, want: str = "CERTIFICATE") -> str | None:

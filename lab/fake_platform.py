@@ -24,7 +24,7 @@ the secrets the tests plant.
 Usage::
 
     with FakePlatform() as fake:
-        target = fake.target("genesys")           # a tasks.targets.Target
+        values = fake.target_values("genesys")    # plain values of a [[target]] (tests build the Target)
         env = fake.env()                          # its secrets, by variable name
         fake.fail("/oauth/token", 503, times=2)   # the next two token requests get 503
         ...
@@ -422,12 +422,6 @@ class FakePlatform:
         else:
             raise ValueError(f"unknown platform {platform!r}: use genesys, nice or generic")
         return {**common, **values, **overrides}
-
-    def target(self, platform: str, **overrides: Any) -> Any:
-        """A :class:`tasks.targets.Target` at the lab (overrides: any target key)."""
-        from cxhealth.tasks.targets import Target  # lab → tasks only here, so the lab stays importable alone
-
-        return Target(**self.target_values(platform, **overrides), source="<fake platform>")
 
     def targets_toml(self, platforms: Iterable[str] = ("genesys", "nice", "generic"), **defaults: Any) -> str:
         """A targets.toml (contract §2) with one target per platform, at the lab."""

@@ -17,13 +17,10 @@ def alert_settings(config: Any, environ: Mapping[str, str] | None = None) -> Any
     """The [slack] table as AlertSettings (None without one). Raises ConfigError."""
     if config.slack is None:
         return None
-    from dataclasses import asdict
-
     from cxhealth.tasks.alerts import AlertConfigError, AlertSettings
 
-    table = {k: v for k, v in asdict(config.slack).items() if v is not None}
     try:
-        return AlertSettings.from_config(table, environ)
+        return AlertSettings.from_slack(config.slack, environ)
     except AlertConfigError as exc:
         raise ConfigError(str(exc)) from None
 

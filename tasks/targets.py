@@ -1,28 +1,38 @@
-"""Targets: the one model of "what to check", loaded from targets.toml (contract §2).
+"""targets.toml: one model per table (contract §2), and the loader.
 
-One frozen :class:`Target` per ``[[target]]``; ``[defaults]`` fills any key a
-target leaves out; ``[slack]`` and ``[breaker]`` become plain settings values so
-every part of the tool reads the file through this loader. Prefect blocks build
-the same :class:`Target` from plain values (its constructor validates).
+* ``[[target]]`` → :class:`Target` (``[defaults]`` is :data:`TargetKeys`: the
+  same keys, each optional);
+* ``[slack]`` → :class:`SlackSettings`;
+* ``[breaker]`` → :class:`BreakerSettings`;
+* the whole file → :class:`TargetsConfig`.
+
+These pydantic models are the only declaration of each key: its type, its
+default, its description and its rule (a validator of :mod:`cxhealth.tasks.rules`,
+the same function the command line uses). The Prefect blocks subclass them
+(:mod:`cxhealth.blocks`), ``import_toml`` walks their fields, and the loader's
+list of valid keys is their field names — so adding a key to targets.toml is
+adding one field here.
 
 Secrets are *named*, never stored: a target holds ``client_secret_env`` (the
-variable's name) and resolves the value at use time into a :class:`Secret`,
-whose repr never shows it. Every configuration problem is one line naming the
-file, the target and the key: :class:`TargetConfigError`.
+variable's name) and resolves the value at use time into a
+:class:`~cxhealth.tasks.secrets.Secret`. Every configuration problem is one line
+naming the file, the target and the key: :class:`TargetConfigError`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, Mapping, Optional
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from cxhealth.tasks import rules
 from cxhealth.tasks.platforms import DEFAULT_ENDPOINTS, PlatformError, PlatformProfile, build_profile, host_port
+from cxhealth.tasks.rules import Resolve
+from cxhealth.tasks.secrets import Secret
 from cxhealth.tasks.tls.engine import DiagnoseOptions
 from cxhealth.tasks.tls.model import Endpoint
 from cxhealth.tasks.tls.policy import BASELINE_CIPHERS, PolicyError, TLSPolicy
@@ -33,8 +43,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - 3.10 needs the backport (tomli; python_version<'3.11')
     import tomli as tomllib
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+__all__ = [
+    "BreakerSettings", "HistorySettings", "Resolve", "Secret", "SlackSettings", "TLS_POLICY_KEYS", "Target", "TargetConfigError",
+    "TargetKeys", "TLSPolicyKeys", "SlackKeys", "TargetsConfig", "load_targets", "optional_keys", "parse_targets",
+    "resolve_secret",
+]
+
 # Keys that would put a secret inline: refused with a pointer to the *_env key.
 _INLINE_SECRET_KEYS = {
     "client_secret": "client_secret_env",
@@ -48,33 +62,6 @@ _INLINE_SECRET_KEYS = {
 
 class TargetConfigError(ValueError):
     """A targets file (or block values) that cannot be used; one actionable line."""
-
-
-class Secret:
-    """A secret value that never shows itself in repr/str/format.
-
-    ``reveal()`` is the one way out; call it only where the value goes on the wire.
-    """
-
-    __slots__ = ("_value", "name")
-
-    def __init__(self, value: str, name: str = "secret") -> None:
-        self._value = value
-        self.name = name
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({self.name}=***)"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __reduce__(self) -> Any:  # pickling (Prefect results, multiprocessing) would leak it
-        raise TypeError("a Secret is not picklable: pass the variable's name, not the value")
 
 
 def resolve_secret(env_name: str, env: Mapping[str, str] | None = None, *, target: str = "") -> Secret:
@@ -94,162 +81,173 @@ def resolve_secret(env_name: str, env: Mapping[str, str] | None = None, *, targe
     return Secret(value, env_name)
 
 
-@dataclass(frozen=True)
-class Resolve:
-    """One curl-style ``--resolve host:port:addr`` override."""
+# ---------------------------------------------------------------------------
+# The rules as pydantic types (the functions are in tasks/rules.py)
+# ---------------------------------------------------------------------------
 
-    host: str
-    port: int
-    address: str
+def _rule(check: Any) -> BeforeValidator:
+    return BeforeValidator(check)
+
+
+TargetName = Annotated[str, _rule(rules.target_name)]
+EnvName = Annotated[str, _rule(rules.env_name)]
+HttpsUrl = Annotated[str, _rule(rules.https_url)]
+HttpUrl = Annotated[str, _rule(rules.http_url)]
+Seconds = Annotated[float, _rule(rules.positive_number)]
+NonNegative = Annotated[float, _rule(rules.non_negative_number)]
+TLSVersion = Annotated[str, _rule(rules.tls_version)]
+Pin = Annotated[str, _rule(rules.spki_pin)]
+ResolveEntry = Annotated[str, _rule(rules.resolve_entry)]
+EndpointRef = Annotated[str, _rule(rules.endpoint)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+StrList = _rule(rules.str_list)
+
+
+def _whole(minimum: int) -> BeforeValidator:
+    return _rule(lambda v: rules.whole_number(v, minimum))
+
+
+def _store_url(value: object) -> str:
+    from cxhealth.tasks.breaker.url import check_store_url
+
+    if not isinstance(value, str):
+        raise ValueError(f"must be a store URL string, not {value!r}")
+    check_store_url(value)  # ValueError: one line, the password redacted
+    return value
+
+
+class _Table(BaseModel):
+    """A table of targets.toml: frozen, unknown keys refused, inputs never echoed in errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     @classmethod
-    def parse(cls, text: str) -> "Resolve":
-        host, sep1, rest = str(text).partition(":")
-        port_text, sep2, address = rest.partition(":")
-        if not (sep1 and sep2 and host and address):
-            raise ValueError(f"{text!r} is not host:port:addr")
-        address = address.strip("[]")  # curl writes IPv6 as [::1]
+    def from_values(cls, values: Mapping[str, Any], *, where: str) -> Any:
+        """Validate plain values; any problem is one :class:`TargetConfigError` line starting with *where*."""
         try:
-            port = int(port_text)
-            ipaddress.ip_address(address)
-        except ValueError:
-            raise ValueError(f"{text!r} is not host:port:addr with a numeric port and an IP address") from None
-        if not 0 < port < 65536:
-            raise ValueError(f"{text!r} has port {port} outside 1-65535")
-        return cls(host.lower(), port, address)
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}:{self.address}"
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            raise TargetConfigError(_one_line(exc, where, cls)) from None
 
 
-@dataclass(frozen=True)
-class Target:
+def _one_line(exc: ValidationError, where: str, model: type[BaseModel]) -> str:
+    """The first problem of a validation error as ``where: key: what is wrong``."""
+    error = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    key = str(error["loc"][0]) if error["loc"] else ""
+    kind, message = error["type"], error["msg"]
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif kind == "missing":
+        message = "is required"
+    elif kind == "extra_forbidden":
+        message = f"unknown key {key!r}; valid keys: {', '.join(sorted(model.model_fields))}"
+        return f"{where}: {message}"
+    return f"{where}: {key}: {message}" if key else f"{where}: {message}"
+
+
+def optional_keys(model: type[BaseModel], name: str, keys: tuple[str, ...] | None = None,
+                  doc: str = "") -> type[BaseModel]:
+    """The keys of *model* (or the subset *keys*), each optional with default None,
+    with the same types, rules and descriptions, and without its cross-key checks.
+
+    What ``[defaults]`` holds, and what a Prefect block stores (None: not set
+    here, take it from elsewhere or the model's default).
+    """
+    fields: dict[str, Any] = {}
+    for key, info in model.model_fields.items():
+        if keys is not None and key not in keys:
+            continue
+        annotation: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[key] = (Optional[annotation], Field(default=None, description=info.description))
+    return create_model(name, __module__=__name__, __doc__=doc or f"The keys of {model.__name__}, each optional.",
+                        **fields)
+
+
+# ---------------------------------------------------------------------------
+# [[target]]
+# ---------------------------------------------------------------------------
+
+class Target(_Table):
     """One integration to check (a ``[[target]]`` of contract §2).
 
-    Construct it from plain values (the loader and Prefect blocks both do); the
-    constructor validates and raises :class:`TargetConfigError`. Secrets are held
-    only as environment variable names; see :meth:`client_secret`.
+    Build it from plain values (``Target(...)`` or :meth:`from_values`; the loader
+    and the blocks both do): any problem raises :class:`TargetConfigError`.
+    Secrets are held only as environment variable names; see :meth:`client_secret`.
     """
 
-    name: str
-    platform: str
-    client_id: str
-    client_secret_env: str
-    region: str | None = None
-    api_base: str | None = None
-    token_url: str | None = None
-    issuer: str | None = None          # nice: overrides the region's issuer
-    tenant_id: str | None = None       # nice: skip reading it from the id_token
-    grant: str | None = None           # generic: client_credentials (default) | password
-    access_key_id: str | None = None
-    access_key_secret_env: str | None = None
-    endpoints: tuple[str, ...] | None = None   # None: the platform's default smoke test
-    ca_bundle: str | None = None
-    resolve: tuple[str, ...] = ()
-    sni: str | None = None
-    expect_issuers: tuple[str, ...] = ()
-    pins: tuple[str, ...] = ()
-    tls_min: str = "1.2"
-    tls_max: str = "1.3"
-    ciphers: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    timeout: float = 5.0
-    proxy: str | None = None              # http://[user@]host:port; default: HTTPS_PROXY/NO_PROXY of the environment
-    proxy_password_env: str | None = None  # the proxy user's password, by name
-    no_proxy: bool = False                 # connect directly even if the environment sets a proxy
-    source: str = field(default="<values>", compare=False, repr=False)
+    name: TargetName = Field(description="Unique target name, used in alerts and breaker keys.")
+    platform: str = Field(description="The platform: genesys, nice or generic.")
+    client_id: NonEmpty = Field(description="The OAuth client id.")
+    client_secret_env: EnvName = Field(description="Environment variable holding the OAuth client secret.")
+    region: Optional[str] = Field(default=None, description="Platform region; derives the API and token hosts.")
+    api_base: Optional[HttpsUrl] = Field(default=None, description="API base URL (overrides the region's).")
+    token_url: Optional[HttpsUrl] = Field(default=None, description="OAuth token URL (overrides the region's).")
+    issuer: Optional[HttpsUrl] = Field(default=None, description="NICE: the issuer (overrides the region's).")
+    tenant_id: Optional[str] = Field(default=None, description="NICE: tenant id (else read from the id_token).")
+    grant: Optional[str] = Field(default=None, description="Generic: client_credentials (default) or password.")
+    access_key_id: Optional[str] = Field(default=None, description="NICE: access key id (password grant).")
+    access_key_secret_env: Optional[EnvName] = Field(
+        default=None, description="NICE: environment variable holding the access key secret.")
+    endpoints: Optional[Annotated[tuple[EndpointRef, ...], StrList]] = Field(
+        default=None, description="Paths or https URLs to check (default: the platform's smoke test).")
+    ca_bundle: Optional[str] = Field(default=None, description="PEM trust store path (default: the system store).")
+    resolve: Annotated[tuple[ResolveEntry, ...], StrList] = Field(
+        default=(), description="host:port:addr overrides, as curl's --resolve.")
+    sni: Optional[str] = Field(default=None, description="SNI to send instead of the host name.")
+    expect_issuers: Annotated[tuple[NonEmpty, ...], StrList] = Field(
+        default=(), description="Substrings of a CA subject the chain is expected to contain.")
+    pins: Annotated[tuple[Pin, ...], StrList] = Field(
+        default=(), description="SPKI pins (sha256/BASE64); one must match a certificate of the chain.")
+    tls_min: TLSVersion = Field(default="1.2", description='Lowest TLS version the client allows, e.g. "1.2".')
+    tls_max: TLSVersion = Field(default="1.3", description='Highest TLS version the client allows, e.g. "1.3".')
+    ciphers: Optional[str] = Field(default=None, description="OpenSSL TLS 1.2 cipher string (default: baseline).")
+    client_cert: Optional[str] = Field(default=None, description="PEM client certificate path (mTLS).")
+    client_key: Optional[str] = Field(default=None, description="PEM client key path (mTLS).")
+    timeout: Seconds = Field(default=5.0, description="Seconds per network step.")
+    proxy: Optional[NonEmpty] = Field(
+        default=None, description="http://[user@]host:port (default: HTTPS_PROXY/NO_PROXY of the environment).")
+    proxy_password_env: Optional[EnvName] = Field(
+        default=None, description="Environment variable holding the proxy user's password.")
+    no_proxy: Annotated[bool, _rule(rules.boolean)] = Field(
+        default=False, description="Connect directly even if the environment sets a proxy.")
 
-    def __post_init__(self) -> None:
-        fix = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen)
-        if not isinstance(self.name, str) or not _TARGET_NAME.match(self.name):
-            raise TargetConfigError(
-                f"{self.source}: target {self.name!r}: name must be 1-64 letters, digits, '.', '_' or '-'")
-        for key in ("platform", "client_id", "client_secret_env"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                self._fail(key, "is required (a non-empty string)")
-        for key in ("client_secret_env", "access_key_secret_env"):
-            value = getattr(self, key)
-            if value is not None and not _ENV_NAME.match(value):
-                self._fail(key, f"must be an environment variable name like MY_SECRET, not {value!r}")
-        for key in ("api_base", "token_url", "issuer"):
-            value = getattr(self, key)
-            if value is not None:
-                self._check_https(key, value)
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise TargetConfigError(_one_line(exc, f"<values>: target {values.get('name')!r}", Target)) from None
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], *, where: str = "<values>") -> "Target":
+        """Validate plain values; problems read ``WHERE: target 'NAME': KEY: what``."""
+        return super().from_values(values, where=f"{where}: target {values.get('name')!r}")
+
+    @model_validator(mode="after")
+    def _check_together(self) -> "Target":
+        """The rules that need several keys (the platform, the grant, files, the TLS policy)."""
         try:
             profile = self.profile()
         except PlatformError as exc:
             text = str(exc)
             key = ("grant" if "grant" in text else "token_url/api_base" if "generic needs" in text
                    else "region" if "region" in text else "platform")
-            self._fail(key, str(exc))
+            raise ValueError(f"{key}: {exc}") from None
         if profile.grant == "password" and not (self.access_key_id and self.access_key_secret_env):
-            self._fail("access_key_id", f"the {profile.grant} grant needs access_key_id and access_key_secret_env")
-        if self.endpoints is not None:
-            fix("endpoints", tuple(self._str_list("endpoints", self.endpoints)))
-            for ep in self.endpoints:
-                if ep.startswith("https://"):
-                    self._check_https("endpoints", ep)
-                elif not ep.startswith("/"):
-                    self._fail("endpoints", f"{ep!r} must be a path starting with '/' or an https:// URL")
-        fix("resolve", tuple(self._str_list("resolve", self.resolve)))
-        for entry in self.resolve:
-            try:
-                Resolve.parse(entry)
-            except ValueError as exc:
-                self._fail("resolve", str(exc))
-        fix("expect_issuers", tuple(self._str_list("expect_issuers", self.expect_issuers)))
-        fix("pins", tuple(self._str_list("pins", self.pins)))
-        for pin in self.pins:
-            if not pin.startswith("sha256/"):
-                self._fail("pins", f"{pin!r} must look like sha256/BASE64 (an SPKI pin)")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
-            self._fail("timeout", f"must be a positive number of seconds, not {self.timeout!r}")
-        fix("timeout", float(self.timeout))
-        for key in ("tls_min", "tls_max"):
-            if isinstance(getattr(self, key), (int, float)):
-                fix(key, f"{getattr(self, key):.1f}")
+            raise ValueError(f"access_key_id: the {profile.grant} grant needs access_key_id and access_key_secret_env")
         for key in ("ca_bundle", "client_cert", "client_key"):
             value = getattr(self, key)
             if value is not None and not Path(value).expanduser().is_file():
-                self._fail(key, f"{value} does not exist or is not a file")
+                raise ValueError(f"{key}: {value} does not exist or is not a file")
         try:
             self.policy()
         except PolicyError as exc:
-            self._fail("tls_min/tls_max/ciphers", str(exc))
-        if not isinstance(self.no_proxy, bool):
-            self._fail("no_proxy", f"must be true or false, not {self.no_proxy!r}")
-        if self.proxy is not None and not isinstance(self.proxy, str):
-            self._fail("proxy", "must be a proxy URL like http://proxy.corp.example:3128")
-        if self.proxy_password_env is not None and not (isinstance(self.proxy_password_env, str)
-                                                        and _ENV_NAME.match(self.proxy_password_env)):
-            self._fail("proxy_password_env", f"must be an environment variable name like PROXY_PASSWORD, "
-                                             f"not {self.proxy_password_env!r}")
+            raise ValueError(f"tls_min/tls_max/ciphers: {exc}") from None
         if self.proxy is not None:
             try:
                 parse_proxy_url(self.proxy, source="proxy", password_env=self.proxy_password_env)
             except ProxyConfigError as exc:
-                self._fail("proxy", str(exc).removeprefix("proxy: "))
-
-    # -- validation helpers -------------------------------------------------
-    def _fail(self, key: str, message: str) -> None:
-        raise TargetConfigError(f"{self.source}: target {self.name!r}: {key}: {message}")
-
-    def _check_https(self, key: str, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            # Credentials and tokens only ever travel over verified TLS.
-            self._fail(key, f"{url!r} must be an https:// URL")
-        try:
-            parts.port
-        except ValueError:
-            self._fail(key, f"{url!r} has an invalid port")
-
-    def _str_list(self, key: str, value: object) -> list[str]:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
-                not all(isinstance(v, str) and v for v in value):
-            self._fail(key, "must be a list of non-empty strings")
-        return list(value)  # type: ignore[arg-type]
+                raise ValueError(f"proxy: {str(exc).removeprefix('proxy: ')}") from None
+        return self
 
     # -- derived values ----------------------------------------------------
     def profile(self) -> PlatformProfile:
@@ -290,7 +288,7 @@ class Target:
             settings_from_options(None if self.no_proxy else self.proxy, self.proxy_password_env,
                                   self.no_proxy, env, where=f"target {self.name!r}: proxy")
         except ProxyConfigError as exc:
-            raise TargetConfigError(f"{self.source}: target {self.name!r}: {exc}") from None
+            raise TargetConfigError(f"target {self.name!r}: {exc}") from None
 
     def endpoint_for(self, host: str, port: int = 443) -> Endpoint:
         """The TLS engine's view of one host of this target (resolve, SNI and proxy applied)."""
@@ -329,23 +327,61 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (names of secrets, never their values)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
-        for key in ("endpoints", "resolve", "expect_issuers", "pins"):
-            if out[key] is not None:
-                out[key] = list(out[key])
-        return out
+        return self.model_dump(mode="json")
 
 
-@dataclass(frozen=True)
-class SlackSettings:
-    """``[slack]``: webhook mode (``webhook_url_env``) or bot mode (``bot_token_env`` + ``channel``)."""
+#: Every key of a ``[[target]]``, each optional: what ``[defaults]`` holds, and
+#: the fields of the ``CxTarget`` block (which adds where its secrets come from).
+TargetKeys = optional_keys(Target, "TargetKeys", doc="The keys of a [[target]], each optional ([defaults], blocks).")
 
-    webhook_url_env: str | None = None
-    bot_token_env: str | None = None
-    channel: str | None = None
-    api_base: str | None = None
-    repeat_interval_s: float | None = None
-    timeout: float = 10.0
+#: The client TLS policy keys several targets may share (``[defaults]``' TLS keys; the ``CxTLSPolicy`` block).
+TLS_POLICY_KEYS = ("tls_min", "tls_max", "ciphers", "ca_bundle", "timeout", "pins", "expect_issuers")
+TLSPolicyKeys = optional_keys(Target, "TLSPolicyKeys", TLS_POLICY_KEYS,
+                              doc="A client TLS policy shared by several targets, each key optional.")
+
+
+# ---------------------------------------------------------------------------
+# [slack]
+# ---------------------------------------------------------------------------
+
+class SlackSettings(_Table):
+    """``[slack]``: webhook mode (``webhook_url_env``) or bot mode (``bot_token_env`` + ``channel``),
+    and how patient delivery is. The alerter's runtime settings are built from it
+    (:meth:`cxhealth.tasks.alerts.AlertSettings.from_slack`)."""
+
+    webhook_url_env: Optional[EnvName] = Field(
+        default=None, description="Webhook mode: environment variable holding the incoming webhook URL.")
+    bot_token_env: Optional[EnvName] = Field(
+        default=None, description="Bot mode: environment variable holding the bot token (xoxb-...).")
+    channel: Optional[NonEmpty] = Field(default=None, description="Bot mode: the channel id or name.")
+    api_base: Optional[HttpUrl] = Field(
+        default=None, description="Slack Web API base URL (default: https://slack.com/api/; tests, proxies).")
+    repeat_interval_s: NonNegative = Field(
+        default=3600.0, description="Webhook mode: seconds before an open incident is posted again.")
+    timeout: Seconds = Field(default=10.0, description="Seconds each Slack request may take.")
+    rate_limit_budget_s: NonNegative = Field(
+        default=30.0, description="Seconds of Retry-After waiting one run may spend on 429s.")
+    max_rate_limit_retries: Annotated[int, _whole(0)] = Field(
+        default=3, description="How often one request is retried after a 429.")
+    message_budget_chars: Annotated[int, _whole(1000)] = Field(
+        default=9000, description="Largest message (JSON characters); longer ones are shortened.")
+    lease_s: Seconds = Field(default=120.0, description="Seconds a run may hold an outbox alert while sending it.")
+    max_attempts: Annotated[int, _whole(1)] = Field(
+        default=10, description="Deliveries tried per alert before it becomes a dead letter.")
+    attach_full_json: bool = Field(
+        default=True, description="Bot mode: attach the full diagnosis JSON to the thread when a message is cut.")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], *, where: str = "[slack]") -> "SlackSettings":
+        return super().from_values(values, where=where)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> "SlackSettings":
+        if self.webhook_url_env and self.bot_token_env:
+            raise ValueError("set either webhook_url_env or bot_token_env, not both")
+        if not self.webhook_url_env and not (self.bot_token_env and self.channel):
+            raise ValueError("set webhook_url_env, or bot_token_env and channel")
+        return self
 
     @property
     def mode(self) -> str:
@@ -358,24 +394,61 @@ class SlackSettings:
         return resolve_secret(self.bot_token_env or "", env, target="slack")
 
 
-@dataclass(frozen=True)
-class BreakerSettings:
-    """``[breaker]`` with the contract's defaults."""
-
-    threshold: int = 2
-    window_s: float = 60.0
-    open_s: float = 30.0
-    max_open_s: float = 300.0
-    store: str = "sqlite:///~/.cxhealth/breaker.sqlite3"
+#: The ``[slack]`` keys, each optional (the ``CxSlackSettings`` block's plain fields).
+SlackKeys = optional_keys(SlackSettings, "SlackKeys", doc="The keys of [slack], each optional (blocks).")
 
 
-@dataclass(frozen=True)
-class HistorySettings:
+# ---------------------------------------------------------------------------
+# [breaker]
+# ---------------------------------------------------------------------------
+
+class BreakerSettings(_Table):
+    """``[breaker]`` with the contract's defaults (the ``CxBreakerSettings`` block subclasses it)."""
+
+    threshold: Annotated[int, _whole(1)] = Field(default=2, description="Handshake failures that open the breaker.")
+    window_s: Seconds = Field(default=60.0, description="Seconds within which those failures count.")
+    open_s: Seconds = Field(default=30.0, description="First open time in seconds; doubles per consecutive trip.")
+    max_open_s: Seconds = Field(default=300.0, description="Longest open time in seconds.")
+    store: Annotated[str, _rule(_store_url)] = Field(
+        default="sqlite:///~/.cxhealth/breaker.sqlite3",
+        description="sqlite:///path or redis://host:port/db, shared by every worker.")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], *, where: str = "[breaker]") -> "BreakerSettings":
+        return super().from_values(values, where=where)
+
+    @model_validator(mode="after")
+    def _open_times(self) -> "BreakerSettings":
+        if self.max_open_s < self.open_s:
+            raise ValueError(f"max_open_s: must be >= open_s ({self.open_s})")
+        return self
+
+
+# ---------------------------------------------------------------------------
+# [history]
+# ---------------------------------------------------------------------------
+
+def _history_url(value: object) -> str:
+    from cxhealth.tasks.history.store import check_history_url
+
+    if not isinstance(value, str):
+        raise ValueError(f"must be a store URL string, not {value!r}")
+    check_history_url(value)
+    return value
+
+
+class HistorySettings(_Table):
     """``[history]`` (contract §4) with its defaults: where observations go and how long they stay."""
 
-    store: str = "sqlite:///~/.cxhealth/history.sqlite3"
-    retention_days: int = 30
+    store: Annotated[str, _rule(_history_url)] = Field(
+        default="sqlite:///~/.cxhealth/history.sqlite3",
+        description="sqlite:///path or postgresql://user@host/db (the database exists; tables are created).")
+    retention_days: Annotated[int, _whole(1)] = Field(default=30, description="Days observations are kept.")
 
+
+# ---------------------------------------------------------------------------
+# The file
+# ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TargetsConfig:
@@ -395,11 +468,7 @@ class TargetsConfig:
             f"{self.source}: no target named {name!r}; targets: {', '.join(t.name for t in self.targets)}")
 
 
-# ---------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------
-
-_TARGET_KEYS = {f.name for f in fields(Target)} - {"source"}
+_TABLES = ("defaults", "target", "slack", "breaker", "history")
 _PATH_KEYS = ("ca_bundle", "client_cert", "client_key")
 
 
@@ -426,12 +495,12 @@ def load_targets(path: str | os.PathLike[str]) -> TargetsConfig:
 def parse_targets(data: Mapping[str, Any], *, source: str = "<values>",
                   base_dir: str | os.PathLike[str] | None = None) -> TargetsConfig:
     """Validate an already-parsed targets document (dicts as from TOML)."""
-    unknown = set(data) - {"defaults", "target", "slack", "breaker", "history"}
+    unknown = set(data) - set(_TABLES)
     if unknown:
         raise TargetConfigError(
             f"{source}: unknown table {sorted(unknown)[0]!r}: use [defaults], [[target]], [slack], [breaker], [history]")
-    defaults = _table(data, "defaults", source)
-    _check_keys(defaults, source, "[defaults]")
+    defaults = _table(data, "defaults", source, Target)
+    _validate_defaults(defaults, source)
     raw_targets = data.get("target", [])
     if not isinstance(raw_targets, list) or not raw_targets:
         raise TargetConfigError(f"{source}: no [[target]] entries; add at least one [[target]] table")
@@ -440,116 +509,50 @@ def parse_targets(data: Mapping[str, Any], *, source: str = "<values>",
         if not isinstance(raw, dict):
             raise TargetConfigError(f"{source}: target #{index} is not a table")
         name = raw.get("name", f"#{index}")
-        _check_keys(raw, source, f"target {name!r}")
+        _check_keys(raw, f"{source}: target {name!r}", Target)
         values = {**defaults, **raw}
         if "name" not in values:
             raise TargetConfigError(f"{source}: target #{index}: name: is required")
         for key in _PATH_KEYS:
             if isinstance(values.get(key), str) and base_dir is not None:
                 values[key] = str(Path(base_dir, Path(values[key]).expanduser()))
-        try:
-            targets.append(Target(**values, source=source))
-        except TypeError as exc:  # a value of the wrong type the constructor could not take
-            raise TargetConfigError(f"{source}: target {name!r}: {exc}") from None
+        targets.append(Target.from_values(values, where=source))
     names = [t.name for t in targets]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise TargetConfigError(f"{source}: target {duplicates[0]!r}: name: must be unique (used twice)")
-    return TargetsConfig(targets=tuple(targets), slack=_parse_slack(data, source),
-                         breaker=_parse_breaker(data, source), source=source,
-                         history=_parse_history(data, source))
+    slack = None
+    if "slack" in data:
+        slack = SlackSettings.from_values(_table(data, "slack", source, SlackSettings), where=f"{source}: [slack]")
+    breaker = BreakerSettings.from_values(_table(data, "breaker", source, BreakerSettings),
+                                          where=f"{source}: [breaker]")
+    history = HistorySettings.from_values(_table(data, "history", source, HistorySettings),
+                                          where=f"{source}: [history]")
+    return TargetsConfig(targets=tuple(targets), slack=slack, breaker=breaker, source=source, history=history)
 
 
-def _table(data: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
+def _validate_defaults(defaults: Mapping[str, Any], source: str) -> None:
+    try:
+        TargetKeys.model_validate(dict(defaults))
+    except ValidationError as exc:
+        raise TargetConfigError(_one_line(exc, f"{source}: [defaults]", Target)) from None
+
+
+def _table(data: Mapping[str, Any], key: str, source: str, model: type[BaseModel]) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
         raise TargetConfigError(f"{source}: [{key}] must be a table")
+    _check_keys(value, f"{source}: [{key}]", model)
     return dict(value)
 
 
-def _check_keys(table: Mapping[str, Any], source: str, where: str) -> None:
+def _check_keys(table: Mapping[str, Any], where: str, model: type[BaseModel]) -> None:
+    """Unknown keys, and secrets written inline, each with the key to use instead."""
+    valid = model.model_fields
     for key in table:
         if key in _INLINE_SECRET_KEYS:
             raise TargetConfigError(
-                f"{source}: {where}: {key}: secrets are never written inline; put the value in an "
+                f"{where}: {key}: secrets are never written inline; put the value in an "
                 f"environment variable and name it with {_INLINE_SECRET_KEYS[key]}")
-        if key not in _TARGET_KEYS:
-            raise TargetConfigError(
-                f"{source}: {where}: unknown key {key!r}; valid keys: {', '.join(sorted(_TARGET_KEYS))}")
-
-
-def _parse_slack(data: Mapping[str, Any], source: str) -> SlackSettings | None:
-    if "slack" not in data:
-        return None
-    table = _table(data, "slack", source)
-    valid = {f.name for f in fields(SlackSettings)}
-    for key, value in table.items():
-        if key in _INLINE_SECRET_KEYS:
-            raise TargetConfigError(f"{source}: [slack]: {key}: secrets are never written inline; "
-                                    f"name an environment variable with {_INLINE_SECRET_KEYS[key]}")
         if key not in valid:
-            raise TargetConfigError(f"{source}: [slack]: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
-    for key in ("webhook_url_env", "bot_token_env"):
-        if key in table and not (isinstance(table[key], str) and _ENV_NAME.match(table[key])):
-            raise TargetConfigError(
-                f"{source}: [slack]: {key}: must be an environment variable name like SLACK_WEBHOOK_URL")
-    if not table.get("webhook_url_env") and not (table.get("bot_token_env") and table.get("channel")):
-        raise TargetConfigError(f"{source}: [slack]: set webhook_url_env, or bot_token_env and channel")
-    if "api_base" in table and not (isinstance(table["api_base"], str)
-                                    and urlsplit(table["api_base"]).scheme in ("http", "https")):
-        raise TargetConfigError(f"{source}: [slack]: api_base: must be an http(s) URL")
-    for key in ("repeat_interval_s", "timeout"):
-        if key in table:
-            table[key] = _positive(table[key], source, f"[slack]: {key}")
-    return SlackSettings(**table)
-
-
-def _parse_breaker(data: Mapping[str, Any], source: str) -> BreakerSettings:
-    table = _table(data, "breaker", source)
-    valid = {f.name for f in fields(BreakerSettings)}
-    for key in table:
-        if key not in valid:
-            raise TargetConfigError(f"{source}: [breaker]: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
-    for key in ("window_s", "open_s", "max_open_s"):
-        if key in table:
-            table[key] = _positive(table[key], source, f"[breaker]: {key}")
-    if "threshold" in table:
-        t = table["threshold"]
-        if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-            raise TargetConfigError(f"{source}: [breaker]: threshold: must be a whole number >= 1, not {t!r}")
-    if "store" in table:
-        from cxhealth.tasks.breaker.url import check_store_url
-
-        try:
-            check_store_url(table["store"])
-        except ValueError as exc:
-            raise TargetConfigError(f"{source}: [breaker]: {exc}") from None
-    settings = BreakerSettings(**table)
-    if settings.max_open_s < settings.open_s:
-        raise TargetConfigError(f"{source}: [breaker]: max_open_s: must be >= open_s ({settings.open_s})")
-    return settings
-
-
-def _parse_history(data: Mapping[str, Any], source: str) -> HistorySettings:
-    table = _table(data, "history", source)
-    valid = {f.name for f in fields(HistorySettings)}
-    for key in table:
-        if key not in valid:
-            raise TargetConfigError(f"{source}: [history]: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
-    days = table.get("retention_days", 30)
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise TargetConfigError(f"{source}: [history]: retention_days: must be a whole number >= 1, not {days!r}")
-    if "store" in table:
-        from cxhealth.tasks.history.store import check_history_url
-
-        try:
-            check_history_url(table["store"])
-        except ValueError as exc:
-            raise TargetConfigError(f"{source}: [history]: {exc}") from None
-    return HistorySettings(**table)
-
-
-def _positive(value: object, source: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise TargetConfigError(f"{source}: {where}: must be a positive number, not {value!r}")
-    return float(value)
+            raise TargetConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")

@@ -28,6 +28,14 @@ def tls_lab():
         yield lab
 
 
+def lab_target(fake, platform: str, **overrides):
+    """The production :class:`Target` for one of the fake platform's targets: the lab
+    gives plain values (it never imports production's models); the test builds the Target."""
+    from cxhealth.tasks.targets import Target
+
+    return Target(**fake.target_values(platform, **overrides))
+
+
 def services_required() -> bool:
     return os.environ.get("CXHEALTH_REQUIRE_SERVICES") == "1"
 

@@ -61,13 +61,13 @@ def test_the_canary_secret_appears_nowhere_but_where_it_must(mode, tmp_path, cap
         if mode == "bot":
             settings = AlertSettings.from_config(
                 {"bot_token_env": "SLACK_BOT_TOKEN", "channel": "#alerts", "api_base": slack.api_base,
-                 "timeout_s": 0.3, "repeat_interval_s": 3600},
+                 "timeout": 0.3, "repeat_interval_s": 3600},
                 environ={"SLACK_BOT_TOKEN": token},
             )
         else:
             url = slack.add_webhook(f"T0/B0/{canary}")
             settings = AlertSettings.from_config(
-                {"webhook_url_env": "SLACK_WEBHOOK_URL", "timeout_s": 0.3, "repeat_interval_s": 3600},
+                {"webhook_url_env": "SLACK_WEBHOOK_URL", "timeout": 0.3, "repeat_interval_s": 3600},
                 environ={"SLACK_WEBHOOK_URL": url},
             )
         store = open_alert_store(f"sqlite:///{tmp_path}/breaker.sqlite3")
@@ -118,6 +118,18 @@ def test_secret_hides_its_value_and_from_config_names_only_the_variable() -> Non
         AlertSettings.from_config({"webhook_url_env": "A", "bot_token_env": "B"}, environ={"A": "x", "B": "y"})
     with pytest.raises(AlertConfigError):
         AlertSettings(mode="bot")  # no channel
+
+
+def test_alert_settings_cannot_be_pickled_with_the_webhook_url_in_them() -> None:
+    """The one Secret type refuses pickling: a Prefect result or a process pool never writes the URL."""
+    import pickle
+
+    settings = AlertSettings.from_config({"webhook_url_env": "HOOK"},
+                                         environ={"HOOK": "https://hooks.slack.com/services/T/B/pickle-canary"})
+    with pytest.raises(TypeError, match="not picklable"):
+        pickle.dumps(settings)
+    with pytest.raises(TypeError, match="not picklable"):
+        pickle.dumps(settings.webhook_url)
 
 
 def test_from_config_reads_the_slack_table() -> None:

@@ -20,6 +20,7 @@ import pytest
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 CANARY = "canary-block-secret-5e1d-do-not-leak"
+PIN = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="  # a well-formed SPKI pin (32 bytes)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,7 +74,7 @@ access_key_id = "ak"
 access_key_secret_env = "BLK_NICE_AK"
 tls_max = "1.2"
 timeout = 3
-pins = ["sha256/AAAA"]
+pins = ["sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="]
 
 [[target]]
 name = "blk-partner"
@@ -122,7 +123,7 @@ def test_each_block_saves_and_loads_with_secrets_encrypted(cleanup):
     blocks = {
         "blk-save-target": CxTarget(platform="genesys", region="us_east_1", client_id="c", client_secret=CANARY,
                                     endpoints=["/api/v2/tokens/me"], tls_policy="blk-save-policy"),
-        "blk-save-policy": CxTLSPolicy(tls_min="1.2", tls_max="1.2", pins=["sha256/AAAA"], timeout=4),
+        "blk-save-policy": CxTLSPolicy(tls_min="1.2", tls_max="1.2", pins=[PIN], timeout=4),
         "blk-save-webhook": CxSlackSettings(webhook_url="https://hooks.slack.com/services/" + CANARY),
         "blk-save-bot": CxSlackSettings(mode="bot", bot_token_env="SLACK_BOT_TOKEN", channel="C1"),
         "blk-save-breaker": CxBreakerSettings(threshold=3, store="redis://127.0.0.1:6379/0"),

@@ -8,6 +8,8 @@ import asyncio
 import httpx
 import pytest
 
+from tests.conftest import lab_target
+
 from cxhealth.lab.fake_platform import GENESYS_API, GENESYS_LOGIN, GENESYS_TLS13, NICE_API, FakePlatform, Reply
 from cxhealth.tasks.checks.endpoints import check_endpoints, run_http_checks
 from cxhealth.tasks.checks.http import build_client, client_for, hostname_matches
@@ -32,7 +34,7 @@ def checks(target, env, **kw):
 
 
 def test_each_request_reports_status_latency_and_its_connections_tls(fake):
-    result = checks(fake.target("genesys", tls_max="1.2"), fake.env())
+    result = checks(lab_target(fake, "genesys", tls_max="1.2"), fake.env())
 
     assert result.ok
     assert result.oauth.protocol == "TLSv1.2"
@@ -48,7 +50,7 @@ def test_each_request_reports_status_latency_and_its_connections_tls(fake):
 
 def test_the_guides_tls12_only_trap_token_ok_downstream_tls13_cluster_diagnosed(fake):
     # Given a client capped at TLS 1.2, and a gateway routing /flows to a TLS 1.3-only cluster
-    target = fake.target("genesys", tls_max="1.2", endpoints=[
+    target = lab_target(fake, "genesys", tls_max="1.2", endpoints=[
         "/api/v2/organizations/me",
         fake.url(GENESYS_TLS13, "/api/v2/flows?pageSize=1"),
         fake.url(GENESYS_TLS13, "/api/v2/tokens/me"),
@@ -73,7 +75,7 @@ def test_the_guides_tls12_only_trap_token_ok_downstream_tls13_cluster_diagnosed(
 
 
 def test_a_401_is_a_clear_result(fake):
-    target = fake.target("genesys")
+    target = lab_target(fake, "genesys")
 
     async def go():
         async with client_for(target) as client:
@@ -90,7 +92,7 @@ def test_a_401_is_a_clear_result(fake):
 def test_503_burst_on_an_endpoint_is_retried_and_counted(fake):
     fake.fail("/api/v2/organizations/me", 503, times=2)
     clock = FakeClock()
-    result = checks(fake.target("genesys"), fake.env(), clock=clock)
+    result = checks(lab_target(fake, "genesys"), fake.env(), clock=clock)
     orgs = result.endpoints[0]
     assert orgs.ok and orgs.attempts == 3 and orgs.waits_s == (0.5, 1.0)
     assert fake.count(path="/api/v2/organizations/me") == 3
@@ -99,7 +101,7 @@ def test_503_burst_on_an_endpoint_is_retried_and_counted(fake):
 
 def test_504_storm_stops_at_the_policy_and_every_attempt_reached_the_platform(fake):
     fake.fail("/api/v2/flows", 504, times=10)
-    result = checks(fake.target("genesys"), fake.env(), retry_policy=RetryPolicy(max_attempts=3))
+    result = checks(lab_target(fake, "genesys"), fake.env(), retry_policy=RetryPolicy(max_attempts=3))
     flows = result.endpoints[1]
     assert (flows.ok, flows.status, flows.error, flows.attempts, flows.stopped) == (False, 504, "http_504", 3,
                                                                                     "max_attempts")
@@ -108,13 +110,13 @@ def test_504_storm_stops_at_the_policy_and_every_attempt_reached_the_platform(fa
 
 def test_429_on_an_endpoint_waits_as_asked(fake):
     fake.rate_limit("/api/v2/flows", retry_after="3")
-    result = checks(fake.target("genesys"), fake.env())
+    result = checks(lab_target(fake, "genesys"), fake.env())
     assert result.endpoints[1].ok and result.endpoints[1].waits_s == (3.0,)
 
 
 def test_a_slow_endpoint_times_out_on_read_and_is_not_retried(fake):
     fake.set_delay("/api/v2/flows", 1.0)
-    target = fake.target("genesys")
+    target = lab_target(fake, "genesys")
 
     async def go():
         async with client_for(target, timeout=httpx.Timeout(2.0, read=0.2)) as client:
@@ -127,7 +129,7 @@ def test_a_slow_endpoint_times_out_on_read_and_is_not_retried(fake):
 
 
 def test_nice_discovers_its_api_base_then_checks_server_time(fake):
-    result = checks(fake.target("nice"), fake.env())
+    result = checks(lab_target(fake, "nice"), fake.env())
     discovery, server_time = result.endpoints
     assert discovery.ok and discovery.path == "/.well-known/cxone-configuration"
     assert server_time.ok and server_time.host == NICE_API
@@ -137,7 +139,7 @@ def test_nice_discovers_its_api_base_then_checks_server_time(fake):
 
 
 def test_nice_discovery_failure_skips_the_api_endpoints(fake):
-    result = checks(fake.target("nice", tenant_id="unknown-tenant"), fake.env())
+    result = checks(lab_target(fake, "nice", tenant_id="unknown-tenant"), fake.env())
     discovery, server_time = result.endpoints
     assert (discovery.ok, discovery.status) == (False, 404)
     assert server_time.skipped and server_time.error == "discovery_failed"
@@ -145,12 +147,12 @@ def test_nice_discovery_failure_skips_the_api_endpoints(fake):
 
 
 def test_nice_with_api_base_skips_discovery(fake):
-    result = checks(fake.target("nice", api_base=fake.url(NICE_API)), fake.env())
+    result = checks(lab_target(fake, "nice", api_base=fake.url(NICE_API)), fake.env())
     assert result.ok and [e.host for e in result.endpoints] == [NICE_API]
 
 
 def test_resolve_dials_the_address_but_keeps_the_host_for_sni_and_host_header(fake):
-    target = fake.target("genesys")
+    target = lab_target(fake, "genesys")
 
     async def go():
         async with client_for(target) as client:
@@ -165,7 +167,7 @@ def test_resolve_dials_the_address_but_keeps_the_host_for_sni_and_host_header(fa
 
 
 def test_build_client_sets_every_timeout_and_follows_no_redirects(fake):
-    client = build_client(fake.target("genesys").policy())
+    client = build_client(lab_target(fake, "genesys").policy())
     try:
         t = client.timeout
         assert None not in (t.connect, t.read, t.write, t.pool)
@@ -175,7 +177,7 @@ def test_build_client_sets_every_timeout_and_follows_no_redirects(fake):
 
 
 def test_schedules_page_and_can_break_midway(fake):
-    target = fake.target("genesys")
+    target = lab_target(fake, "genesys")
     path = fake.schedules_path()
 
     async def go(pages):

@@ -15,6 +15,8 @@ import logging
 import httpx
 import pytest
 
+from tests.conftest import lab_target
+
 from cxhealth.lab.fake_platform import (GENESYS_API, GENESYS_LOGIN, GENESYS_TLS13, NICE_ISSUER, PARTNER_AUTH, FakeCredentials,
                                FakePlatform, Reply)
 from cxhealth.lab.pki import CA, write_bundle
@@ -51,7 +53,7 @@ def basic(user: str, password: str) -> str:
 # --- request shapes -------------------------------------------------------------
 
 def test_genesys_token_request_is_client_credentials_with_basic_auth_on_the_login_host(fake):
-    check = token(fake.target("genesys"), fake.env())
+    check = token(lab_target(fake, "genesys"), fake.env())
 
     assert check.result.ok and check.result.status == 200 and check.result.attempts == 1
     assert (check.result.token_type, check.result.expires_in) == ("bearer", 86400)
@@ -65,7 +67,7 @@ def test_genesys_token_request_is_client_credentials_with_basic_auth_on_the_logi
 
 
 def test_nice_token_request_is_the_password_grant_with_the_access_key(fake):
-    check = token(fake.target("nice"), fake.env())
+    check = token(lab_target(fake, "nice"), fake.env())
 
     assert check.result.ok and check.result.grant == "password"
     assert (check.result.token_type, check.result.expires_in) == ("Bearer", 3600)
@@ -82,7 +84,7 @@ def test_generic_token_request_uses_the_configured_grant(fake, grant):
     extra = {} if grant == "client_credentials" else {
         "grant": "password", "access_key_id": fake.credentials.nice_access_key_id,
         "access_key_secret_env": "LAB_NICE_ACCESS_KEY_SECRET"}
-    check = token(fake.target("generic", **extra), fake.env())
+    check = token(lab_target(fake, "generic", **extra), fake.env())
 
     assert check.result.ok, check.result
     (req,) = fake.token_requests
@@ -95,7 +97,7 @@ def test_generic_token_request_uses_the_configured_grant(fake, grant):
 
 def test_invalid_client_is_surfaced_and_not_retried(fake):
     env = {**fake.env(), "LAB_GENESYS_CLIENT_SECRET": "wrong-" + CANARY}
-    check = token(fake.target("genesys"), env)
+    check = token(lab_target(fake, "genesys"), env)
 
     assert not check.result.ok and check.token is None
     assert (check.result.status, check.result.error) == (401, "invalid_client")
@@ -104,13 +106,13 @@ def test_invalid_client_is_surfaced_and_not_retried(fake):
 
 
 def test_unsupported_grant_is_surfaced(fake):
-    check = token(fake.target("genesys", token_url=fake.url(NICE_ISSUER, "/auth/token")), fake.env())
+    check = token(lab_target(fake, "genesys", token_url=fake.url(NICE_ISSUER, "/auth/token")), fake.env())
     assert (check.result.status, check.result.error) == (401, "invalid_client")  # NICE rejects Genesys' client
 
 
 def test_a_missing_secret_variable_is_a_config_error_naming_it_and_nothing_is_sent(fake):
     with pytest.raises(TargetConfigError) as info:
-        token(fake.target("nice"), {"LAB_NICE_CLIENT_SECRET": CANARY})
+        token(lab_target(fake, "nice"), {"LAB_NICE_CLIENT_SECRET": CANARY})
     assert "LAB_NICE_ACCESS_KEY_SECRET" in str(info.value) and CANARY not in str(info.value)
     assert fake.count() == 0
 
@@ -125,7 +127,7 @@ def test_a_missing_secret_variable_is_a_config_error_naming_it_and_nothing_is_se
 def test_token_type_and_expires_in_are_validated(fake, body, error):
     # A pure HTTP-shape test: MockTransport is enough here.
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
-    target = fake.target("genesys")
+    target = lab_target(fake, "genesys")
 
     async def go():
         async with httpx.AsyncClient(transport=transport) as client:
@@ -151,27 +153,27 @@ def test_a_canary_secret_and_the_token_never_appear_in_results_logs_or_exception
 
     # success on every platform, token and endpoints
     for platform in ("genesys", "nice", "generic"):
-        checks = asyncio.run(run_http_checks(fake.target(platform), env=env, clock=FakeClock()))
+        checks = asyncio.run(run_http_checks(lab_target(fake, platform), env=env, clock=FakeClock()))
         assert checks.ok, checks.to_dict()
         said += [checks.to_dict(), repr(checks)]
     # a wrong secret (itself a canary), a 503 burst, a server that echoes the secret back
     bad = {**env, "LAB_GENESYS_CLIENT_SECRET": CANARY + "-wrong"}
-    said.append(asyncio.run(check_token(fake.target("genesys"), env=bad, clock=FakeClock())).result.to_dict())
+    said.append(asyncio.run(check_token(lab_target(fake, "genesys"), env=bad, clock=FakeClock())).result.to_dict())
     fake.fail("/oauth/token", 503, times=2)
-    said.append(asyncio.run(check_token(fake.target("genesys"), env=env, clock=FakeClock())).result.to_dict())
+    said.append(asyncio.run(check_token(lab_target(fake, "genesys"), env=env, clock=FakeClock())).result.to_dict())
     fake.script("/auth/token", Reply(400, body={"error": "invalid_request",
                                                 "error_description": f"bad password {CANARY_KEY}"}))
-    echoed = asyncio.run(check_token(fake.target("nice"), env=env, clock=FakeClock()))
+    echoed = asyncio.run(check_token(lab_target(fake, "nice"), env=env, clock=FakeClock()))
     assert echoed.result.error == "invalid_request" and "***" in (echoed.result.error_description or "")
     said += [echoed.result.to_dict(), repr(echoed)]
     # a handshake failure on the token host (TLS 1.2-only client, TLS 1.3-only host)
-    broken = fake.target("genesys", tls_max="1.2", token_url=fake.url(GENESYS_TLS13, "/oauth/token"))
+    broken = lab_target(fake, "genesys", tls_max="1.2", token_url=fake.url(GENESYS_TLS13, "/oauth/token"))
     failed = asyncio.run(check_token(broken, env=env, clock=FakeClock()))
     assert failed.result.cause == "protocol_version_mismatch"
     said.append(failed.result.to_dict())
     # exception text
     try:
-        asyncio.run(check_token(fake.target("nice"), env={"LAB_NICE_CLIENT_SECRET": CANARY}, clock=FakeClock()))
+        asyncio.run(check_token(lab_target(fake, "nice"), env={"LAB_NICE_CLIENT_SECRET": CANARY}, clock=FakeClock()))
     except TargetConfigError as exc:
         said.append(exc)
 
@@ -190,7 +192,7 @@ def test_a_canary_secret_and_the_token_never_appear_in_results_logs_or_exception
 
 def test_an_untrusted_certificate_gets_no_credentials(fake, tmp_path):
     other_ca = write_bundle(tmp_path / "other-ca.pem", [CA.create_root("some other root").cert])
-    check = token(fake.target("genesys", ca_bundle=str(other_ca)), fake.env())
+    check = token(lab_target(fake, "genesys", ca_bundle=str(other_ca)), fake.env())
 
     assert not check.result.ok and check.token is None
     assert check.result.cause == "untrusted_root"  # the engine names it: a private CA neither store trusts
@@ -200,7 +202,7 @@ def test_an_untrusted_certificate_gets_no_credentials(fake, tmp_path):
 
 def test_a_certificate_for_other_names_gets_no_credentials(fake):
     url = f"https://login.other.test:{fake.port}/oauth/token"
-    target = fake.target("genesys", token_url=url, resolve=[*fake.resolve, f"login.other.test:{fake.port}:127.0.0.1"])
+    target = lab_target(fake, "genesys", token_url=url, resolve=[*fake.resolve, f"login.other.test:{fake.port}:127.0.0.1"])
     check = token(target, fake.env())
 
     assert not check.result.ok and check.result.cause == "hostname_mismatch"
@@ -210,7 +212,7 @@ def test_a_certificate_for_other_names_gets_no_credentials(fake):
 def test_an_sni_override_still_verifies_the_real_host_name(fake):
     # SNI names a host the cert covers, the URL's host is not covered: refused before anything is sent.
     url = f"https://login.other.test:{fake.port}/oauth/token"
-    target = fake.target("genesys", token_url=url, sni=GENESYS_LOGIN,
+    target = lab_target(fake, "genesys", token_url=url, sni=GENESYS_LOGIN,
                          resolve=[*fake.resolve, f"login.other.test:{fake.port}:127.0.0.1"])
     check = token(target, fake.env())
 
@@ -220,7 +222,7 @@ def test_an_sni_override_still_verifies_the_real_host_name(fake):
 
 
 def test_an_sni_override_that_the_certificate_covers_works(fake):
-    target = fake.target("genesys", sni=GENESYS_API)  # cert covers both names
+    target = lab_target(fake, "genesys", sni=GENESYS_API)  # cert covers both names
     check = token(target, fake.env())
     assert check.result.ok and fake.count(path="/oauth/token", host=GENESYS_LOGIN) == 1
     (req,) = fake.token_requests

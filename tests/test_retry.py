@@ -12,6 +12,8 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import lab_target
+
 from cxhealth.lab.fake_platform import GENESYS_TLS13, FakePlatform, wait_until
 from cxhealth.tasks.checks.http import client_for
 from cxhealth.tasks.checks.oauth import check_token
@@ -150,7 +152,7 @@ def test_a_transport_error_is_returned_not_retried():
 def test_token_503_burst_then_success_reaches_the_platform_exactly_attempts_times(fake):
     fake.fail("/oauth/token", 503, times=2)
     clock = FakeClock()
-    check = run(check_token(fake.target("genesys"), env=fake.env(), clock=clock))
+    check = run(check_token(lab_target(fake, "genesys"), env=fake.env(), clock=clock))
     assert check.result.ok and check.result.attempts == 3
     assert fake.count(path="/oauth/token") == 3
     assert clock.sleeps == [0.5, 1.0]
@@ -158,7 +160,7 @@ def test_token_503_burst_then_success_reaches_the_platform_exactly_attempts_time
 
 def test_token_504_storm_is_bounded_by_the_policy(fake):
     fake.fail("/oauth/token", 504, times=10)
-    check = run(check_token(fake.target("genesys"), env=fake.env(), retry_policy=RetryPolicy(max_attempts=3),
+    check = run(check_token(lab_target(fake, "genesys"), env=fake.env(), retry_policy=RetryPolicy(max_attempts=3),
                             clock=FakeClock()))
     assert not check.result.ok and check.result.status == 504 and check.result.attempts == 3
     assert check.result.stopped == "max_attempts"
@@ -168,14 +170,14 @@ def test_token_504_storm_is_bounded_by_the_policy(fake):
 def test_token_429_is_honoured_as_the_platform_asked(fake):
     fake.rate_limit("/oauth/token", retry_after="2")
     clock = FakeClock()
-    check = run(check_token(fake.target("genesys"), env=fake.env(), clock=clock))
+    check = run(check_token(lab_target(fake, "genesys"), env=fake.env(), clock=clock))
     assert check.result.ok and check.result.attempts == 2 and check.result.waits_s == (2.0,)
     assert fake.count(path="/oauth/token") == 2
 
 
 def test_a_handshake_failure_is_one_attempt_and_one_handshake(fake):
     # A client capped at TLS 1.2 against the TLS 1.3-only cluster; no transport retry either.
-    target = fake.target("genesys", tls_max="1.2")
+    target = lab_target(fake, "genesys", tls_max="1.2")
     url = fake.url(GENESYS_TLS13, "/api/v2/flows")
 
     async def go():

@@ -266,3 +266,43 @@ def test_the_fake_platforms_targets_toml_loads_and_every_platform_passes(tmp_pat
         for checks in asyncio.run(run_all()):
             assert checks.ok, checks.to_dict()
             assert all(e.protocol == "TLSv1.3" and e.cipher for e in checks.endpoints)
+
+
+@pytest.mark.parametrize("pin", ["sha256/not-a-pin!!", "sha256/AAAA", "md5/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="])
+def test_one_pin_rule_for_the_file_the_blocks_and_the_command_line(tmp_path, pin, capsys):
+    """A pin `diagnose --pin` refuses is refused by targets.toml and by a block too, with the same reason."""
+    from pydantic import ValidationError
+
+    from cxhealth.blocks import CxTLSPolicy
+    from cxhealth.cli.main import main
+
+    with pytest.raises(TargetConfigError) as from_file:
+        load_targets(one_target(tmp_path, GENESYS + f'pins = ["{pin}"]\n'))
+    with pytest.raises(ValidationError) as from_block:
+        CxTLSPolicy(pins=[pin])
+    assert main(["diagnose", "example.com", "--pin", pin]) == 2
+    from_cli = capsys.readouterr().err
+    reason = from_cli.removeprefix("error: --pin ").strip()
+    assert reason and reason in str(from_file.value) and reason in str(from_block.value)
+    good = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+    assert load_targets(one_target(tmp_path, GENESYS + f'pins = ["{good}"]\n')).targets[0].pins == (good,)
+
+
+def test_every_slack_key_the_alerter_supports_is_accepted_by_the_loader(tmp_path):
+    from cxhealth.tasks.runtime import alert_settings
+
+    config = load_targets(write(tmp_path, f'[[target]]\n{GENESYS}\n[slack]\nwebhook_url_env = "HOOK"\n'
+                                          f'rate_limit_budget_s = 5\nmax_rate_limit_retries = 1\nlease_s = 60\n'
+                                          f'message_budget_chars = 4000\nattach_full_json = false\ntimeout = 2\n'))
+    settings = alert_settings(config, {"HOOK": "https://hooks.slack.com/services/T/B/x"})
+    assert (settings.rate_limit_budget_s, settings.max_rate_limit_retries, settings.lease_s,
+            settings.message_budget_chars, settings.attach_full_json, settings.timeout_s) == (5.0, 1, 60.0, 4000,
+                                                                                            False, 2.0)
+    with pytest.raises(TargetConfigError, match=r"\[slack\]: rate_limit_budget_s: must be a number >= 0"):
+        load_targets(write(tmp_path, f'[[target]]\n{GENESYS}\n[slack]\nwebhook_url_env = "HOOK"\n'
+                                     f'rate_limit_budget_s = -1\n'))
+
+
+def test_a_key_in_defaults_is_checked_by_the_same_rule_and_named_as_in_defaults(tmp_path):
+    with pytest.raises(TargetConfigError, match=r"\[defaults\]: timeout: must be a positive number"):
+        load_targets(one_target(tmp_path, GENESYS, defaults="timeout = 0"))

@@ -1,0 +1,161 @@
+"""One validator per rule, shared by every way a value comes in.
+
+The command line (``cxhealth diagnose --pin``), targets.toml, the Prefect blocks
+and the alert settings all check a value with the same function here, so they
+cannot disagree about what is valid. Each rule takes the raw value and returns
+the normalised one, or raises :class:`ValueError` with a message that says
+what is wrong and what is expected; the caller adds *where* (the option, or the
+file, target and key).
+
+No dependencies (not even pydantic): ``cxhealth diagnose`` uses these on its
+light path; :mod:`cxhealth.tasks.targets` wraps them as pydantic types.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def env_name(value: object) -> str:
+    """The name of an environment variable (a secret is named, never written)."""
+    if not isinstance(value, str) or not _ENV_NAME.match(value):
+        raise ValueError(f"must be an environment variable name like MY_SECRET, not {value!r}")
+    return value
+
+
+def target_name(value: object) -> str:
+    """A target's name: used in alerts, breaker keys and block names."""
+    if not isinstance(value, str) or not _TARGET_NAME.match(value):
+        raise ValueError(f"name must be 1-64 letters, digits, '.', '_' or '-', not {value!r}")
+    return value
+
+
+def https_url(value: object) -> str:
+    """An ``https://`` URL with a host: credentials and tokens only travel over verified TLS."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be an https:// URL, not {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"{value!r} must be an https:// URL")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    return value
+
+
+def http_url(value: object) -> str:
+    """An ``http://`` or ``https://`` URL (the Slack API base: tests and proxies use http)."""
+    if not isinstance(value, str) or urlsplit(value).scheme.lower() not in ("http", "https") \
+            or not urlsplit(value).hostname:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def endpoint(value: object) -> str:
+    """An endpoint to check: a path starting with ``/`` or an ``https://`` URL."""
+    if isinstance(value, str) and value.startswith("https://"):
+        return https_url(value)
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"{value!r} must be a path starting with '/' or an https:// URL")
+    return value
+
+
+def spki_pin(value: object) -> str:
+    """An SPKI pin: ``sha256/`` and the base64 of a 32-byte SHA-256 digest."""
+    text = value if isinstance(value, str) else repr(value)
+    prefix, _, encoded = text.partition("/")
+    if not isinstance(value, str) or prefix.lower() != "sha256" or not encoded:
+        raise ValueError(f"{text!r}: expected sha256/BASE64 (the base64 SHA-256 of a SubjectPublicKeyInfo)")
+    try:
+        digest = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{text!r}: {encoded!r} is not valid base64 (expected sha256/BASE64)") from None
+    if len(digest) != 32:
+        raise ValueError(f"{text!r}: decodes to {len(digest)} bytes, a SHA-256 pin has 32 (expected sha256/BASE64)")
+    return f"sha256/{encoded}"
+
+
+def positive_number(value: object) -> float:
+    """A positive number (seconds, budgets); TOML's ``5`` and ``5.0`` both."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"must be a positive number, not {value!r}")
+    return float(value)
+
+
+def non_negative_number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"must be a number >= 0, not {value!r}")
+    return float(value)
+
+
+def whole_number(value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+def tls_version(value: object) -> str:
+    """``"1.2"``; TOML's bare ``1.2`` is taken as the string (the policy checks the range)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.1f}"
+    if not isinstance(value, str):
+        raise ValueError(f"must be a TLS version like \"1.2\", not {value!r}")
+    return value
+
+
+def str_list(value: object) -> list[str]:
+    """A list of non-empty strings (a bare string is refused, not split into letters)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+            not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of non-empty strings")
+    return list(value)
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """One curl-style ``--resolve host:port:addr`` override."""
+
+    host: str
+    port: int
+    address: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Resolve":
+        host, sep1, rest = str(text).partition(":")
+        port_text, sep2, address = rest.partition(":")
+        if not (sep1 and sep2 and host and address):
+            raise ValueError(f"{text!r} is not host:port:addr")
+        address = address.strip("[]")  # curl writes IPv6 as [::1]
+        try:
+            port = int(port_text)
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"{text!r} is not host:port:addr with a numeric port and an IP address") from None
+        if not 0 < port < 65536:
+            raise ValueError(f"{text!r} has port {port} outside 1-65535")
+        return cls(host.lower(), port, address)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}:{self.address}"
+
+
+def resolve_entry(value: object) -> str:
+    """A ``host:port:addr`` override, kept as written once it parses."""
+    Resolve.parse(str(value))
+    return str(value)
+
+
+def boolean(value: object) -> bool:
+    """TOML's ``true`` / ``false`` (not ``"yes"``, not ``1``)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value

@@ -20,6 +20,13 @@ def _clean_trust_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _own_fallback_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    """Each test's breaker fallback (a local SQLite file per store) lives in its own folder,
+    never in the machine's shared one."""
+    monkeypatch.setenv("CXHEALTH_FALLBACK_DIR", str(tmp_path_factory.mktemp("fallback")))
+
+
 @pytest.fixture(scope="session")
 def tls_lab():
     from cxhealth.lab.tls_lab import TLSLab

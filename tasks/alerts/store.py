@@ -308,6 +308,11 @@ class SqliteAlertStore:
             row = self._conn.execute("SELECT doc FROM alerts_targets WHERE target = ?", (target,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def targets(self) -> list[str]:
+        """Every target with a doc (the local fallback outbox is merged by target)."""
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT target FROM alerts_targets ORDER BY target")]
+
     def _entries(self, state: str, limit: int) -> list[Entry]:
         with self._lock:
             rows = self._conn.execute(

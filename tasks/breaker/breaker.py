@@ -1,17 +1,27 @@
-"""The breaker callers use: one store behind it, and an in-process fallback.
+"""The breaker callers use: one store behind it, and a local fallback.
 
 :func:`open_breaker` picks the store from the URL (contract §2). When the store
-cannot be reached, the :class:`Breaker` answers from an in-process
-:class:`MemoryStore` instead, says so in every Decision/Transition
+cannot be reached or written, the :class:`Breaker` answers from a LOCAL SQLite
+store on this machine instead (:func:`fallback_path`; so this machine's
+processes still share one breaker), or, if even that cannot be written, from an
+in-process :class:`MemoryStore`; it says so in every Decision/Transition/status
 (``fallback``) and logs a warning; it tries the store again every
-``retry_after_s``. It never raises because of the store and never admits a
-caller without a breaker decision.
+``retry_after_s``. A SQLite store that can still be read (a read-only or full
+filesystem) is honoured meanwhile: an OPEN record in it is obeyed.
+
+One host's record that cannot be read (:class:`RecordUnreadable`) makes only
+that host's breaker unknown: its callers are decided by the fallback, with a
+warning, and :meth:`Breaker.reset` (``cxhealth breaker clear``) forgets the
+record. It never raises because of the store and never admits a caller
+without a breaker decision.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -27,15 +37,16 @@ from .model import (
     Transition,
     encode_summary,
 )
-from .store import BreakerStore, StoreMisconfigured, StoreUnavailable
+from .model import BreakerState
+from .store import BreakerStore, RecordUnreadable, StoreMisconfigured, StoreUnavailable
 from .url import check_store_url
 
 log = logging.getLogger("cxhealth.breaker")
 
 T = TypeVar("T")
 
-# One fallback per store URL per process, so that breakers opened anew for each
-# check still share their in-process state while the store is down.
+# One in-process store per key per process, so that breakers opened anew for each
+# check still share their in-process state (memory:// and the last-resort fallback).
 _FALLBACKS: dict[str, MemoryStore] = {}
 _MEMORY_STORES: dict[str, MemoryStore] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -49,6 +60,97 @@ def _shared_memory_store(registry: dict[str, MemoryStore], key: str) -> MemorySt
         return store
 
 
+def fallback_dir() -> str:
+    """Where the local fallback stores live: ``$CXHEALTH_FALLBACK_DIR``, else a per-user
+    folder in the machine's temporary directory (local to the machine, not the home
+    folder, which may be a network filesystem or the full disk that failed)."""
+    configured = os.environ.get("CXHEALTH_FALLBACK_DIR")
+    if configured:
+        return os.path.expanduser(configured)
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return os.path.join(tempfile.gettempdir(), f"cxhealth-{uid}")
+
+
+def fallback_path(description: str) -> str:
+    """The local fallback SQLite file of the store described by ``description`` (no secret)."""
+    digest = hashlib.sha256(description.encode()).hexdigest()[:12]
+    return os.path.join(fallback_dir(), f"fallback-{digest}.sqlite3")
+
+
+class FallbackStore:
+    """The local SQLite fallback, and the in-process store if even that cannot be written.
+
+    ``reason`` says which one answers; the caller adds it to every Decision.
+    """
+
+    def __init__(self, path: str | None, clock: Callable[[], float] | None, memory: MemoryStore) -> None:
+        self.path = path
+        self._clock = clock
+        self._memory = memory
+        self._local: BreakerStore | None = None
+        self._local_error: str | None = None if path else "no local fallback configured"
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return "local" if self._local is not None else "memory"
+
+    def _store(self) -> BreakerStore:
+        with self._lock:
+            if self._local is not None:
+                return self._local
+            if self._local_error is None and self.path:
+                try:
+                    from .sqlite_store import SQLiteStore
+
+                    os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+                    self._local = SQLiteStore(self.path, clock=self._clock or time.time, busy_timeout_s=2.0)
+                    return self._local
+                except (StoreUnavailable, OSError) as exc:
+                    self._local_error = str(exc)
+            return self._memory
+
+    def where(self) -> str:
+        store = self._store()
+        if store is self._memory:
+            why = f" (the local fallback failed too: {self._local_error})" if self.path else ""
+            return f"an in-process breaker (not shared with other processes){why}"
+        return f"the local fallback store {self.path} (shared by this machine's processes only)"
+
+    def call(self, fn: Callable[[BreakerStore], T]) -> T:
+        store = self._store()
+        try:
+            return fn(store)
+        except (StoreUnavailable, RecordUnreadable) as exc:
+            if store is self._memory:
+                raise
+            with self._lock:  # the local file failed (full disk, ...): in-process from now on
+                self._local_error = str(exc)
+                self._local = None
+            log.warning("local fallback store unusable, using an in-process breaker: %s", exc)
+            return fn(self._memory)
+
+    def has_records(self) -> bool:
+        """Could the local fallback hold anything? (It was used, or its file exists.)"""
+        return self._local is not None or bool(self.path and os.path.exists(self.path))
+
+    def peek_rejection(self, host: str, config: BreakerConfig) -> Decision | None:
+        """The local store's rejection of ``host`` (OPEN within its time, forced open), or None."""
+        try:
+            status = self.call(lambda f: f.status(host, config))
+        except (StoreUnavailable, RecordUnreadable):
+            return None
+        if status.state is not BreakerState.OPEN:
+            return None
+        return Decision(host, False, BreakerState.OPEN, reopen_at=status.reopen_at,
+                        last_failure=status.last_failure, override=status.override,
+                        override_reason=status.override_reason, store=self.name)
+
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+
+
 class Breaker:
     """Per-host circuit breaker over one store. Thread-safe; create one per process.
 
@@ -56,7 +158,10 @@ class Breaker:
         store_factory: builds the store; raises StoreUnavailable if it cannot.
         config: the breaker policy.
         description: the store URL without secrets, for logs and reasons.
-        fallback: the in-process store used while the store is unreachable.
+        fallback: the local store used while the store is unreachable (or a
+            MemoryStore: in-process only).
+        reader: a read-only view of the store, consulted while on the fallback:
+            an OPEN record it still shows is obeyed (a read-only or full SQLite).
         retry_after_s: how long to stay on the fallback before trying the store again.
     """
 
@@ -66,14 +171,19 @@ class Breaker:
         config: BreakerConfig,
         *,
         description: str,
-        fallback: MemoryStore,
+        fallback: FallbackStore | MemoryStore,
+        reader: Callable[[], BreakerStore] | None = None,
         retry_after_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.description = description
         self._factory = store_factory
+        if isinstance(fallback, MemoryStore):
+            fallback = FallbackStore(None, None, fallback)
         self._fallback = fallback
+        self._reader_factory = reader
+        self._reader: BreakerStore | None = None
         self._retry_after_s = retry_after_s
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -91,7 +201,7 @@ class Breaker:
 
     @property
     def fallback_reason(self) -> str | None:
-        """Why the in-process fallback is in use, or None when the store answers."""
+        """Why the fallback is in use, or None when the store answers."""
         return self._fallback_reason
 
     @property
@@ -99,7 +209,7 @@ class Breaker:
         return self._store.name if self._store is not None else "unavailable"
 
     def _enter_fallback(self, exc: StoreUnavailable) -> None:
-        reason = f"{exc}; using an in-process breaker (not shared with other processes)"
+        reason = f"{exc}; using {self._fallback.where()}"
         with self._lock:
             was_healthy = self._fallback_reason is None
             self._fallback_reason = reason
@@ -109,18 +219,27 @@ class Breaker:
         else:
             log.debug("circuit breaker store still unavailable: %s", reason)
 
+    def _unreadable(self, exc: RecordUnreadable) -> str:
+        reason = (f"{exc} in {self.description}: this host's breaker is unknown there; using "
+                  f"{self._fallback.where()} for it ('cxhealth breaker clear {exc.host}' resets the record)")
+        log.warning("circuit breaker: %s", reason)
+        return reason
+
     def _run(
         self,
         on_store: Callable[[BreakerStore], T],
-        on_fallback: Callable[[MemoryStore], T],
+        on_fallback: Callable[[BreakerStore], T],
     ) -> tuple[T, str | None]:
-        """Run on the store; on StoreUnavailable (or while waiting to retry) on the fallback."""
+        """Run on the store; on StoreUnavailable (or while waiting to retry) on the fallback;
+        on RecordUnreadable on the fallback for this call only."""
         if self._fallback_reason is None or self._monotonic() >= self._retry_at:
             try:
                 store = self._store
                 if store is None:
                     store = self._store = self._factory()
                 result = on_store(store)
+            except RecordUnreadable as exc:
+                return self._fallback.call(on_fallback), self._unreadable(exc)
             except StoreUnavailable as exc:
                 self._enter_fallback(exc)
             else:
@@ -129,18 +248,39 @@ class Breaker:
                         self._fallback_reason = None
                     log.warning("circuit breaker store %s reachable again", self.description)
                 return result, None
-        return on_fallback(self._fallback), self._fallback_reason
+        return self._fallback.call(on_fallback), self._fallback_reason
+
+    def _obeyed_rejection(self, host: str, lease: str) -> Decision | None:
+        """While on the fallback: what the store can still be read to say (an OPEN is obeyed)."""
+        if self._reader_factory is None:
+            return None
+        try:
+            if self._reader is None:
+                self._reader = self._reader_factory()
+            decision = self._reader.admit(host, self.config, lease)
+        except (StoreUnavailable, RecordUnreadable):  # a probe is due there, or nothing to read
+            return None
+        return decision if not decision.admitted else None
 
     # -- the API --------------------------------------------------------------
 
     def admit(self, host: str) -> Decision:
-        """May a caller touch ``host`` now? Rejections come with ``reopen_at``."""
+        """May a caller touch ``host`` now? Rejections come with ``reopen_at``.
+
+        After a fallback period the local store may hold an OPEN the store never
+        saw (the failures were counted locally): it is obeyed until its time passes."""
         host = normalize_host(host)
         lease = os.urandom(16).hex()  # used only if this caller becomes the probe
         decision, fallback = self._run(
             lambda s: s.admit(host, self.config, lease),
-            lambda f: f.admit(host, self.config, lease),
+            lambda f: self._obeyed_rejection(host, lease) or f.admit(host, self.config, lease),
         )
+        if fallback is None and decision.admitted and not decision.is_probe and self._fallback.has_records():
+            local = self._fallback.peek_rejection(host, self.config)
+            if local is not None:
+                return replace(local, fallback=f"the store {self.description} answers again, but this machine's "
+                                             f"fallback store recorded the breaker open meanwhile; obeyed until "
+                                             f"{local.reopen_at.isoformat() if local.reopen_at else 'cleared'}")
         return decision if fallback is None else replace(decision, fallback=fallback)
 
     def record_failure(
@@ -160,9 +300,8 @@ class Breaker:
         epoch, lease = self._routing(decision)
         if decision is not None and decision.fallback is not None:
             # Admitted by the fallback: its epoch and lease only mean something there.
-            transition = self._fallback.record_failure(
-                host, self.config, summary_json, epoch, lease
-            )
+            transition = self._fallback.call(
+                lambda f: f.record_failure(host, self.config, summary_json, epoch, lease))
             return _flag(transition, decision.fallback)
         transition, fallback = self._run(
             lambda s: s.record_failure(host, self.config, summary_json, epoch, lease),
@@ -181,7 +320,8 @@ class Breaker:
         host = normalize_host(host)
         if decision.fallback is not None:
             return _flag(
-                self._fallback.record_success(host, self.config, decision.epoch, decision.lease),
+                self._fallback.call(
+                    lambda f: f.record_success(host, self.config, decision.epoch, decision.lease)),
                 decision.fallback,
             )
         transition, fallback = self._run(
@@ -199,30 +339,90 @@ class Breaker:
         return self._override(host, Override.DISABLED, reason)
 
     def clear_override(self, host: str) -> BreakerStatus:
-        """Back to the state machine (an OPEN whose time passed then probes)."""
-        return self._override(host, None, None)
+        """Back to the state machine (an OPEN whose time passed then probes).
+
+        A record that cannot be read is reset instead (forgotten: CLOSED), so
+        ``cxhealth breaker clear`` always works."""
+        host = normalize_host(host)
+        try:
+            return self._override(host, None, None)
+        except RecordUnreadable:
+            return self.reset(host)
+
+    def reset(self, host: str) -> BreakerStatus:
+        """Forget the host's record (also in the fallback): CLOSED, no failures, no override."""
+        host = normalize_host(host)
+        self._run(lambda s: s.reset(host), lambda f: f.reset(host))
+        try:
+            self._fallback.call(lambda f: f.reset(host))
+        except (StoreUnavailable, RecordUnreadable):
+            pass
+        return self.status(host)
 
     def status(self, host: str) -> BreakerStatus:
-        """A read-only snapshot: state, failures in window, reopen time, trips, override."""
+        """A read-only snapshot: state, failures in window, reopen time, trips, override.
+
+        A record that cannot be read is reported as state ``unknown`` with the reason."""
         host = normalize_host(host)
-        snapshot, fallback = self._run(
-            lambda s: s.status(host, self.config),
-            lambda f: f.status(host, self.config),
-        )
+        try:
+            snapshot, fallback = self._run_status(host)
+        except RecordUnreadable as exc:
+            return BreakerStatus(host, BreakerState.UNKNOWN, BreakerState.UNKNOWN, 0, None, 0, None,
+                                 fallback=self._unreadable(exc), store=self.store_name)
         if fallback is None:
             return replace(snapshot, store=self._store.name if self._store else "")
-        return replace(snapshot, store="memory", fallback=fallback)
+        return replace(snapshot, store=self._fallback.name, fallback=fallback)
+
+    def _run_status(self, host: str) -> tuple[BreakerStatus, str | None]:
+        if self._fallback_reason is None or self._monotonic() >= self._retry_at:
+            try:
+                store = self._store
+                if store is None:
+                    store = self._store = self._factory()
+                result = store.status(host, self.config)
+            except StoreUnavailable as exc:
+                self._enter_fallback(exc)
+            else:
+                if self._fallback_reason is not None:
+                    with self._lock:
+                        self._fallback_reason = None
+                return result, None
+        reader = None
+        if self._reader_factory is not None:
+            try:
+                reader = self._reader = self._reader or self._reader_factory()
+                seen = reader.status(host, self.config)
+                if seen.state is not BreakerState.CLOSED:
+                    return seen, self._fallback_reason
+            except (StoreUnavailable, RecordUnreadable):
+                pass
+        return self._fallback.call(lambda f: f.status(host, self.config)), self._fallback_reason
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        for store in (self._store, self._reader):
+            if store is not None:
+                store.close()
+        self._fallback.close()
 
     def _override(self, host: str, override: Override | None, reason: str | None) -> BreakerStatus:
         host = normalize_host(host)
-        self._run(
-            lambda s: s.set_override(host, override, reason),
-            lambda f: f.set_override(host, override, reason),
-        )
+        store = self._store
+        if store is None:
+            try:
+                store = self._store = self._factory()
+            except StoreUnavailable:
+                store = None
+        if store is not None:
+            try:  # an operator's override goes to the shared store, or says why it cannot
+                try:
+                    store.set_override(host, override, reason)
+                except RecordUnreadable:  # an unreadable record: forget it, then override
+                    store.reset(host)
+                    store.set_override(host, override, reason)
+                return self.status(host)
+            except StoreUnavailable as exc:
+                self._enter_fallback(exc)
+        self._fallback.call(lambda f: f.set_override(host, override, reason))
         return self.status(host)
 
     def _routing(self, decision: Decision | None) -> tuple[int | None, str | None]:
@@ -258,6 +458,7 @@ def open_breaker(
     busy_timeout_s: float = 5.0,
     retry_after_s: float = 5.0,
     redis_time_offset: Callable[[], float] | None = None,
+    fallback: str | None = "local",
 ) -> Breaker:
     """Open the breaker configured by ``url`` (contract §2 ``[breaker] store``).
 
@@ -273,6 +474,9 @@ def open_breaker(
         busy_timeout_s: the longest SQLite waits for its write lock.
         retry_after_s: how long to stay on the fallback before retrying the store.
         redis_time_offset: tests only: seconds added to the Redis server's clock.
+        fallback: ``"local"`` (default): a local SQLite file per store
+            (:func:`fallback_path`) shared by this machine's processes, then
+            in-process; ``"memory"``: in-process only; or a path for the file.
 
     Raises:
         ValueError: the URL is malformed, or the store refuses the configuration
@@ -293,11 +497,15 @@ def open_breaker(
         factory: Callable[[], BreakerStore] = lambda: SQLiteStore(  # noqa: E731
             path, clock=wall, busy_timeout_s=busy_timeout_s
         )
+        reader: Callable[[], BreakerStore] | None = lambda: SQLiteStore(  # noqa: E731
+            path, clock=wall, busy_timeout_s=busy_timeout_s, read_only=True
+        )
     elif scheme in ("redis", "rediss", "unix"):
         try:
             from .redis_store import DEFAULT_KEY_PREFIX, RedisStore, redact_url
         except ImportError as exc:  # redis-py is a declared dependency; be explicit anyway
             raise ValueError(f"a redis breaker store needs the 'redis' package: {exc}") from exc
+        reader = None
         description = redact_url(url)
         prefix = key_prefix or DEFAULT_KEY_PREFIX
         factory = lambda: RedisStore(  # noqa: E731
@@ -305,6 +513,8 @@ def open_breaker(
         )
         description = f"{description} ({prefix})"
     elif scheme == "memory":
+        reader = None
+        fallback = "memory"
         description = url
         if clock is None:
             shared = _shared_memory_store(_MEMORY_STORES, url)
@@ -318,9 +528,11 @@ def open_breaker(
             "redis://host:port/db or memory://"
         )
 
-    fallback = MemoryStore(clock) if clock is not None else _shared_memory_store(_FALLBACKS, description)
+    memory = MemoryStore(clock) if clock is not None else _shared_memory_store(_FALLBACKS, description)
+    local = None if fallback == "memory" else (fallback_path(description) if fallback in (None, "local") else fallback)
     return Breaker(
-        factory, config, description=description, fallback=fallback, retry_after_s=retry_after_s
+        factory, config, description=description, fallback=FallbackStore(local, clock, memory),
+        reader=reader, retry_after_s=retry_after_s,
     )
 
 

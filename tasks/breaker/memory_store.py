@@ -69,5 +69,9 @@ class MemoryStore:
             record = self._records.get(host, _EMPTY)
         return machine.status(record, self._clock(), config, host)
 
+    def reset(self, host: str) -> None:
+        with self._lock:
+            self._records.pop(host, None)
+
     def close(self) -> None:
         pass

@@ -26,6 +26,8 @@ class BreakerState(str, enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+    #: reported only: the store's record of the host cannot be read (never stored)
+    UNKNOWN = "unknown"
 
     def __str__(self) -> str:
         return self.value

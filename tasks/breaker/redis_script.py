@@ -51,6 +51,15 @@ local failures = {}
 if r.failures then
   for ts in string.gmatch(r.failures, '[^,]+') do failures[#failures + 1] = tonumber(ts) end
 end
+-- a record that cannot be read is an error for this host only (never guessed as CLOSED)
+local function unreadable(name) error('cxhealth breaker: unreadable record field ' .. name) end
+if r.state and r.state ~= 'closed' and r.state ~= 'open' and r.state ~= 'half_open' then unreadable('state') end
+for _, name in ipairs({'trips', 'reopen_at', 'lease_expires', 'epoch'}) do
+  if r[name] and not tonumber(r[name]) then unreadable(name) end
+end
+if r.failures then
+  for ts in string.gmatch(r.failures, '[^,]+') do if not tonumber(ts) then unreadable('failures') end end
+end
 local trips = num(r.trips) or 0
 local reopen_at = num(r.reopen_at)
 local lease = r.lease

@@ -33,7 +33,7 @@ from .model import (
     to_datetime,
 )
 from .redis_script import BREAKER_LUA
-from .store import StoreMisconfigured, StoreUnavailable
+from .store import RecordUnreadable, StoreMisconfigured, StoreUnavailable
 
 DEFAULT_KEY_PREFIX = "cxhealth:breaker"
 
@@ -85,6 +85,16 @@ class RedisStore:
         ]
         try:
             return self._script(keys=[self.key(host)], args=argv)
+        except redis.ResponseError as exc:
+            text = str(exc)
+            code = text.split(" ", 1)[0]
+            if code == "WRONGTYPE" or code.startswith("user_script") or "cxhealth breaker: unreadable" in text or (
+                    code == "ERR" and "user_script" in text):
+                # this host's key holds something the script cannot read: that host only
+                raise RecordUnreadable(host, text.split("\n")[0][:120]) from None
+            raise StoreUnavailable(  # READONLY, MISCONF, OOM ...: the store refuses writes
+                f"redis store {self.description} failed: {_describe(exc)}"
+            ) from exc
         except (redis.RedisError, OSError) as exc:
             raise StoreUnavailable(
                 f"redis store {self.description} failed: {_describe(exc)}"
@@ -93,6 +103,12 @@ class RedisStore:
     # -- the store interface ------------------------------------------------
 
     def admit(self, host: str, config: BreakerConfig, new_lease: str) -> Decision:
+        try:
+            return self._admit(host, config, new_lease)
+        except (ValueError, TypeError) as exc:
+            raise RecordUnreadable(host, type(exc).__name__) from None
+
+    def _admit(self, host: str, config: BreakerConfig, new_lease: str) -> Decision:
         (admitted, state, at, is_probe, lease, last_failure, override, reason,
          epoch) = self._run(host, config, "admit", new_lease)
         return Decision(
@@ -135,6 +151,18 @@ class RedisStore:
         )
 
     def status(self, host: str, config: BreakerConfig) -> BreakerStatus:
+        try:
+            return self._status(host, config)
+        except (ValueError, TypeError) as exc:
+            raise RecordUnreadable(host, type(exc).__name__) from None
+
+    def reset(self, host: str) -> None:
+        try:
+            self._client.delete(self.key(host))
+        except (redis.RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis store {self.description} failed: {_describe(exc)}") from exc
+
+    def _status(self, host: str, config: BreakerConfig) -> BreakerStatus:
         (state, in_window, reopen_at, trips, override, reason, last_failure,
          lease_expires, epoch, _now) = self._run(host, config, "status")
         underlying = BreakerState(_text(state))

@@ -10,7 +10,16 @@ its time -> a probe), the decision is taken again under ``BEGIN IMMEDIATE``.
 
 WAL lets those readers run while a writer commits. The busy timeout bounds the
 wait for the write lock, so a wedged database ends in :class:`StoreUnavailable`
-(and the in-process fallback), never in a hang.
+(and the fallback), never in a hang.
+
+``read_only=True`` opens the file for reading only (``mode=ro``, or
+``immutable=1`` on a read-only filesystem where WAL's shared memory cannot be
+created): a store that cannot be written is still honoured for what it says
+(an OPEN record is obeyed) while the decisions are written to the fallback.
+
+A path on a network filesystem (NFS, SMB, sshfs ...) is refused: SQLite's locks
+do not hold across machines (see :mod:`.filesystem`). A row that cannot be read
+raises :class:`RecordUnreadable` for that host only.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ from typing import Callable
 from . import machine
 from .machine import BreakerRecord
 from .model import BreakerConfig, BreakerState, BreakerStatus, Decision, Override, Transition
-from .store import StoreMisconfigured, StoreUnavailable
+from .filesystem import network_fs_of
+from .store import RecordUnreadable, StoreMisconfigured, StoreUnavailable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS breaker (
@@ -64,8 +74,16 @@ class SQLiteStore:
         path: str | os.PathLike[str],
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = 5.0,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path).expanduser()
+        self.read_only = read_only
+        network = network_fs_of(str(self.path))
+        if network:
+            raise StoreMisconfigured(
+                f"sqlite store {self.path} is on a network filesystem ({network}): SQLite's locks do not "
+                "hold across machines; use a local path, or redis://host:port/db for a breaker shared by "
+                "several machines")
         self._clock = clock
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
@@ -80,6 +98,8 @@ class SQLiteStore:
         # A connection must not cross fork(): a child opens its own.
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        if self.read_only:
+            return self._read_only_connection()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
@@ -100,6 +120,22 @@ class SQLiteStore:
             raise StoreUnavailable(f"sqlite store {self.path} is not usable: {_describe(exc)}") from exc
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _read_only_connection(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise StoreUnavailable(f"sqlite store {self.path} does not exist (nothing to read)")
+        last: BaseException | None = None
+        for flags in ("mode=ro", "immutable=1"):
+            try:
+                conn = sqlite3.connect(f"file:{self.path}?{flags}", uri=True, timeout=self._busy_timeout_s,
+                                       isolation_level=None, check_same_thread=False)
+                conn.execute("SELECT count(*) FROM breaker").fetchall()
+            except sqlite3.Error as exc:  # no -shm can be made (read-only folder): try immutable
+                last = exc
+                continue
+            self._conn, self._pid = conn, os.getpid()
+            return conn
+        raise StoreUnavailable(f"sqlite store {self.path} cannot be read: {_describe(last)}")
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
         # Switching to WAL needs a moment of exclusive access; when many
@@ -137,18 +173,24 @@ class SQLiteStore:
         row = rows[0]
         (state, failures, trips, reopen_at, lease, lease_expires, last_failure,
          override, override_reason, epoch) = row
-        return BreakerRecord(
-            state=BreakerState(state),
-            failures=tuple(json.loads(failures)),
-            trips=trips,
-            reopen_at=reopen_at,
-            lease=lease,
-            lease_expires=lease_expires,
-            last_failure=last_failure,
-            override=Override(override) if override else None,
-            override_reason=override_reason,
-            epoch=epoch,
-        )
+        try:
+            record = BreakerRecord(
+                state=BreakerState(state),
+                failures=tuple(float(t) for t in json.loads(failures)),
+                trips=int(trips),
+                reopen_at=None if reopen_at is None else float(reopen_at),
+                lease=lease,
+                lease_expires=None if lease_expires is None else float(lease_expires),
+                last_failure=last_failure,
+                override=Override(override) if override else None,
+                override_reason=override_reason,
+                epoch=int(epoch),
+            )
+            if record.state is BreakerState.UNKNOWN or (last_failure is not None and not isinstance(json.loads(last_failure), dict)):
+                raise ValueError("not a breaker state")
+        except (ValueError, TypeError) as exc:
+            raise RecordUnreadable(host, f"{type(exc).__name__}: {str(exc)[:80]}") from None
+        return record
 
     def _write(self, conn: sqlite3.Connection, host: str, r: BreakerRecord) -> None:
         conn.execute(_UPSERT, (
@@ -160,6 +202,8 @@ class SQLiteStore:
 
     def _read_modify_write(self, host: str, step):
         """Run ``step(record, now) -> (new_record | None, result)`` atomically."""
+        if self.read_only:
+            raise StoreUnavailable(f"sqlite store {self.path} is read-only here")
         with self._lock:
             conn = self._connection()
             try:
@@ -173,6 +217,9 @@ class SQLiteStore:
                 self._rollback_quietly(conn)
                 self._drop_connection()
                 raise StoreUnavailable(f"sqlite store {self.path} failed: {_describe(exc)}") from exc
+            except RecordUnreadable:
+                self._rollback_quietly(conn)
+                raise
 
     @staticmethod
     def _rollback_quietly(conn: sqlite3.Connection) -> None:
@@ -231,6 +278,17 @@ class SQLiteStore:
                 self._drop_connection()
                 raise StoreUnavailable(f"sqlite store {self.path} failed: {_describe(exc)}") from exc
         return machine.status(record, self._clock(), config, host)
+
+    def reset(self, host: str) -> None:
+        if self.read_only:
+            raise StoreUnavailable(f"sqlite store {self.path} is read-only here")
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("DELETE FROM breaker WHERE host = ?", (host,))
+            except sqlite3.Error as exc:
+                self._drop_connection()
+                raise StoreUnavailable(f"sqlite store {self.path} failed: {_describe(exc)}") from exc
 
     def close(self) -> None:
         with self._lock:

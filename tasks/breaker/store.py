@@ -19,6 +19,15 @@ class StoreUnavailable(Exception):
     """The store could not be reached or used. The message never holds a secret."""
 
 
+class RecordUnreadable(Exception):
+    """One host's record in the store cannot be read (a corrupt row or hash): that
+    host's breaker is unknown; every other host's is fine. Never holds a secret."""
+
+    def __init__(self, host: str, detail: str) -> None:
+        super().__init__(f"the breaker record of {host} cannot be read ({detail})")
+        self.host = host
+
+
 class StoreMisconfigured(StoreUnavailable, ValueError):
     """The store answers but refuses the configuration (wrong password, no such
     database, a path that cannot be created): a configuration error to report,
@@ -43,5 +52,8 @@ class BreakerStore(Protocol):
     def set_override(self, host: str, override: Override | None, reason: str | None) -> None: ...
 
     def status(self, host: str, config: BreakerConfig) -> BreakerStatus: ...
+
+    def reset(self, host: str) -> None:
+        """Forget the host's record whatever it holds (``cxhealth breaker clear`` of an unreadable one)."""
 
     def close(self) -> None: ...

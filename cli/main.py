@@ -55,6 +55,19 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_proxy_options(d)
     d.add_argument("--json", action="store_true")
 
+    pa = sub.add_parser("proxy-audit", help="which of a platform's hosts the egress proxy tunnels, intercepts or refuses",
+                        description="Diagnose every host of a platform's region through the proxy in use and "
+                                    "print the bypass list that would cover the intercepted ones.")
+    pa.add_argument("--platform", required=True, choices=("genesys", "nice"))
+    pa.add_argument("--region", required=True, metavar="REGION",
+                    help="genesys: us_east_1, eu_west_1, ...; nice: commercial, fedramp or an API area (na1, ...)")
+    _add_proxy_options(pa, no_proxy=False)
+    pa.add_argument("--ca-bundle", metavar="PEM")
+    pa.add_argument("--connect-to", action="append", default=[], metavar="HOST1:PORT1:HOST2:PORT2",
+                    help="as curl: tunnel to HOST2:PORT2 for HOST1:PORT1 (SNI and verification stay on HOST1)")
+    pa.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    pa.add_argument("--json", action="store_true")
+
     r = sub.add_parser("run", help="run the integration health checks of a targets.toml")
     r.add_argument("--targets", required=True, metavar="FILE")
     r.add_argument("--json", action="store_true")
@@ -101,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .diagnose import run_diagnose
 
             return run_diagnose(args)
+        if args.command == "proxy-audit":
+            from .proxy_audit import run_proxy_audit
+
+            return run_proxy_audit(args)
         if args.command == "run":
             from .run import run_run
 

@@ -101,7 +101,7 @@ class SquidLab:
 
     def __post_init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -118,10 +118,11 @@ class SquidLab:
         try:
             self._tmp = tempfile.TemporaryDirectory(prefix="cxlab-squid-")
             self.directory = Path(self._tmp.name)
-            conf = self._write_files()
-            self._proc = subprocess.Popen([binary, "-N", "-f", str(conf)], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=open(self.directory / "stderr.log", "wb"),
-                                          start_new_session=True)
+            for conf in self._write_files():
+                with open(conf.with_suffix(".stderr"), "wb") as err:
+                    self._procs.append(subprocess.Popen([binary, "-N", "-f", str(conf)], stdin=subprocess.DEVNULL,
+                                                        stdout=subprocess.DEVNULL, stderr=err,
+                                                        start_new_session=True))
             self._wait_ready(timeout)
         except BaseException:
             self.close()
@@ -129,20 +130,17 @@ class SquidLab:
         return self
 
     def close(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        procs, self._procs = self._procs, []
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                # squid's helpers (certgen, ncsa_auth) are in its session: end them with it.
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    proc.kill()
+                proc.kill()
                 proc.wait(timeout=5)
-        if proc is not None:
-            try:  # helpers that outlived their parent, in the session this object started
+            try:  # squid's helpers (certgen, ncsa_auth) are in the session this object started
                 os.killpg(proc.pid, signal.SIGKILL)
             except OSError:
                 pass
@@ -154,9 +152,9 @@ class SquidLab:
         deadline = time.monotonic() + timeout
         pending = set(self.ports.values())
         while pending:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"squid exited ({self._proc.returncode}): {self.log_tail()}")
+            for proc in self._procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"squid exited ({proc.returncode}): {self.log_tail()}")
             for port in list(pending):
                 try:
                     with socket.create_connection((LOOPBACK, port), timeout=0.5):
@@ -172,9 +170,8 @@ class SquidLab:
         if self.directory is None:
             return ""
         text = ""
-        for name in ("cache.log", "stderr.log"):
-            path = self.directory / name
-            if path.exists():
+        for path in sorted(self.directory.glob("*.log")) + sorted(self.directory.glob("*.stderr")):
+            if path.name.startswith("cache"):
                 text += path.read_text(errors="replace")
         return " | ".join(text.strip().splitlines()[-lines:])
 
@@ -191,8 +188,13 @@ class SquidLab:
         return self.directory / "access.log"
 
     def access_lines(self) -> list[str]:
-        path = self.access_log
-        return path.read_text(errors="replace").splitlines() if path.exists() else []
+        """Every access-log line, of both squid processes."""
+        assert self.directory is not None
+        lines: list[str] = []
+        for path in (self.access_log, self.directory / "access-neutral.log"):
+            if path.exists():
+                lines += path.read_text(errors="replace").splitlines()
+        return lines
 
     def wait_for_log(self, *needles: str, timeout: float = 10.0) -> str | None:
         """The first access-log line containing every needle, waiting for squid to write it
@@ -218,7 +220,7 @@ class SquidLab:
 
     # -- the configuration ----------------------------------------------------------------
 
-    def _write_files(self) -> Path:
+    def _write_files(self) -> list[Path]:
         d = self.directory
         assert d is not None
         self.ports = {name: _free_port() for name in PORT_NAMES}
@@ -231,26 +233,42 @@ class SquidLab:
         (d / "hosts").write_text("".join(f"{addr} {name}\n" for name, addr in self.hosts.items()))
         (d / "htpasswd").write_text(_htpasswd_line(PROXY_USER, self.password) + "\n")
         (d / "htpasswd").chmod(0o644)
-        ssl_db = d / "ssl_db"
-        subprocess.run([CERTGEN, "-c", "-s", str(ssl_db), "-M", "4MB"], capture_output=True, timeout=30, check=True)
+        for db in ("ssl_db", "ssl_db_neutral"):
+            subprocess.run([CERTGEN, "-c", "-s", str(d / db), "-M", "4MB"], capture_output=True, timeout=30,
+                           check=True)
         user = self._effective_user()
         if user is not None:
             subprocess.run(["chown", "-R", f"{user}:", str(d)], check=True, timeout=10)
             d.chmod(0o755)
-        deny = " ".join(self.deny) or "deny.invalid"
-        splice = " ".join(self.splice) or "splice.invalid"
         upstream = ""
         if self.upstream_ca_bundle:  # copied: squid's user may not read the caller's directory
             shutil.copyfile(self.upstream_ca_bundle, d / "upstream-ca.pem")
             upstream = f"tls_outgoing_options cafile={d}/upstream-ca.pem\n"
-        conf = f"""# generated by cxhealth.lab.squid
-http_port {LOOPBACK}:{self.ports['plain']} name=plain
-http_port {LOOPBACK}:{self.ports['auth']} name=auth
-http_port {LOOPBACK}:{self.ports['bump']} name=bump ssl-bump tls-cert={d}/zscaler-ca.pem generate-host-certificates=on dynamic_cert_mem_cache_size=4MB
-http_port {LOOPBACK}:{self.ports['bump_neutral']} name=bump_neutral ssl-bump tls-cert={d}/neutral-ca.pem generate-host-certificates=on dynamic_cert_mem_cache_size=4MB
-pid_filename {d}/squid.pid
-cache_log {d}/cache.log
-access_log stdio:{d}/access.log squid
+        main = self._conf(d, user, "main", [
+            f"http_port {LOOPBACK}:{self.ports['plain']} name=plain",
+            f"http_port {LOOPBACK}:{self.ports['auth']} name=auth",
+            f"http_port {LOOPBACK}:{self.ports['bump']} name=bump ssl-bump tls-cert={d}/zscaler-ca.pem "
+            "generate-host-certificates=on dynamic_cert_mem_cache_size=4MB"], "ssl_db", upstream)
+        neutral = self._conf(d, user, "neutral", [
+            f"http_port {LOOPBACK}:{self.ports['bump_neutral']} name=bump_neutral ssl-bump "
+            f"tls-cert={d}/neutral-ca.pem generate-host-certificates=on dynamic_cert_mem_cache_size=4MB"],
+            "ssl_db_neutral", upstream)
+        paths = []
+        for name, text in (("squid.conf", main), ("squid-neutral.conf", neutral)):
+            (d / name).write_text(text)
+            paths.append(d / name)
+        return paths
+
+    def _conf(self, d: Path, user: str | None, label: str, ports: list[str], ssl_db: str, upstream: str) -> str:
+        suffix = "" if label == "main" else f"-{label}"
+        deny = " ".join(self.deny) or "deny.invalid"
+        splice = " ".join(self.splice) or "splice.invalid"
+        port_lines = "\n".join(ports)
+        return f"""# generated by cxhealth.lab.squid ({label})
+{port_lines}
+pid_filename {d}/squid{suffix}.pid
+cache_log {d}/cache{suffix}.log
+access_log stdio:{d}/access{suffix}.log squid
 cache_store_log none
 coredump_dir {d}
 cache deny all
@@ -272,12 +290,11 @@ auth_param basic program {NCSA_AUTH} {d}/htpasswd
 auth_param basic children 2 startup=1 idle=1
 auth_param basic realm cxlab egress proxy
 auth_param basic credentialsttl 1 minute
-sslcrtd_program {CERTGEN} -s {ssl_db} -M 4MB
+sslcrtd_program {CERTGEN} -s {d}/{ssl_db} -M 4MB
 sslcrtd_children 3 startup=1 idle=1
 {upstream}acl plain myportname plain
 acl authport myportname auth
-acl bumpports myportname bump bump_neutral
-acl denied dstdomain {deny}
+acl denied dstdomain -n {deny}
 acl authed proxy_auth REQUIRED
 acl step1 at_step SslBump1
 acl spliced ssl::server_name {splice}
@@ -289,9 +306,6 @@ ssl_bump peek step1
 ssl_bump splice spliced
 ssl_bump bump all
 """
-        path = d / "squid.conf"
-        path.write_text(conf)
-        return path
 
     @staticmethod
     def _effective_user() -> str | None:

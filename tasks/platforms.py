@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -188,3 +189,32 @@ def api_base_from_discovery(document: Any) -> str:
     if not isinstance(api, str) or not api.startswith("https://"):
         raise DiscoveryError("the discovery document has no https api_endpoint")
     return api.rstrip("/")
+
+
+# Hosts a client of each platform reaches (platform-facts.md), for ``cxhealth proxy-audit``.
+NICE_AREA = re.compile(r"^[a-z]{2,3}[0-9]{1,2}$")  # na1, au1, eu1, ... (the API area discovery returns)
+
+
+def platform_hosts(platform: str, region: str) -> list[tuple[str, str]]:
+    """(host, role) for every host a ``platform`` client reaches in ``region``, token host first.
+
+    Genesys: ``login.<domain>`` (OAuth, token) and ``api.<domain>`` (the API).
+    NICE: the issuer (token, discovery) of ``commercial`` or ``fedramp``; an API
+    area (``na1``, ``eu1``, ...) adds ``api-<area>.niceincontact.com`` to the
+    commercial issuer.
+
+    Raises:
+        PlatformError: an unknown platform or region (the message lists valid ones).
+    """
+    if platform == "genesys":
+        domain = genesys_domain(region)
+        return [(f"login.{domain}", "OAuth / token"), (f"api.{domain}", "API")]
+    if platform == "nice":
+        if region in NICE_ISSUERS:
+            return [(host_port(NICE_ISSUERS[region])[0], "issuer: token, discovery")]
+        if NICE_AREA.match(region or ""):
+            return [(host_port(NICE_DEFAULT_ISSUER)[0], "issuer: token, discovery"),
+                    (f"api-{region}.niceincontact.com", "API")]
+        raise PlatformError(f"unknown nice region {region!r}: use commercial, fedramp, or an API area such as "
+                            "na1, au1, eu1")
+    raise PlatformError(f"proxy-audit knows the hosts of genesys and nice, not {platform!r}")

@@ -146,7 +146,7 @@ def test_prefect_yaml_deploys_and_one_worker_runs_a_deployment_to_completed(tmp_
                 run = api.run_deployment(deployment["id"], {"targets_file": str(targets), "alerts": False})
                 final = _wait_final(api, [run["id"]], timeout=90)[run["id"]]
             assert _state(final) == "COMPLETED", _message(final)
-            assert _message(final) == "1 target(s) healthy"
+            assert _message(final) == "1 target(s) healthy: lab-genesys"
             assert fake.count(path="/oauth/token") == 1, "the worker's flow run really checked the lab"
             assert sum(_submissions(state).values()) == 1
         finally:

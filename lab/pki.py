@@ -45,12 +45,15 @@ def utcnow() -> datetime:
 
 
 def generate_key(key_type: str = "ec") -> PrivateKey:
-    """A fresh private key: ``"ec"`` (P-256, fast) or ``"rsa"`` (2048 bits)."""
+    """A fresh private key: ``"ec"`` (P-256, fast), ``"rsa"`` (2048 bits) or
+    ``"rsa1024"`` (a weak key, for the scenarios a client's security level refuses)."""
     if key_type == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    raise ValueError(f"unknown key type {key_type!r}: use 'ec' or 'rsa'")
+    if key_type == "rsa1024":
+        return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    raise ValueError(f"unknown key type {key_type!r}: use 'ec', 'rsa' or 'rsa1024'")
 
 
 def _hash(hash_name: str) -> hashes.HashAlgorithm:

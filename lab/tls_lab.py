@@ -730,6 +730,12 @@ class TLSLab:
             "a corporate inspection CA the client trusts signed it, but the expected issuer is the public CA",
             cas.corp_inspection_issuing.issue_leaf([host_of("proxy_interception_expect_issuer")]),
             ca_bundle=str(corp_store), expect_issuers=(PUBLIC_ISSUER,))
+        tls("weak_crypto", "weak_crypto",
+            "the server's certificate has an RSA-1024 key: the client's security level 2 refuses it (verify code 66)",
+            public_leaf("weak_crypto", key_type="rsa1024"), server={"ciphers": "DEFAULT:@SECLEVEL=0"})
+        tls("invalid_chain", "invalid_chain",
+            "the server presents a client-only certificate (EKU clientAuth) from the trusted CA (verify code 26)",
+            public_leaf("invalid_chain", client=True))
         tls("pin_mismatch", "pin_mismatch", "a healthy server; the client pins an unrelated key",
             public_leaf("pin_mismatch"), pins=(pki.spki_pin(pki.generate_key()),))
 

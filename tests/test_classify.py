@@ -80,21 +80,39 @@ def test_a_lone_leaf_whose_aia_cannot_be_fetched_is_still_an_incomplete_chain(pu
     assert verdict.cause is Cause.INCOMPLETE_CHAIN
 
 
-def test_a_lone_leaf_signed_directly_by_an_unknown_root_is_an_untrusted_root():
+def test_a_lone_leaf_whose_issuer_is_nowhere_is_an_incomplete_chain():
+    """Contract §1: the chain stops at a leaf whose issuer the server did not send; whether
+    or not it can be found, that is incomplete_chain, and the server must send it."""
     root = pki.CA.create_root("Test Harness Root")  # trustme-style: the root signs the leaf
     leaf = root.issue_leaf(["api.example.test"])
     verdict = classify([leaf.cert], store("client"), store("reference"))
-    assert verdict.cause is Cause.UNTRUSTED_ROOT
+    assert verdict.cause is Cause.INCOMPLETE_CHAIN
+    assert verdict.details["issuer_found"] is False
+    steps = remediation_for(verdict.cause, Facts(host="api.example.test", details=verdict.details))
+    assert "must send its intermediate" in steps[0]
 
 
-def test_a_private_intermediate_without_its_root_is_an_untrusted_root_even_if_aia_fails():
+def test_a_private_intermediate_without_its_root_is_incomplete_until_a_root_is_seen():
+    """untrusted_root needs a root that was sent or found; with neither, the chain is
+    incomplete, and the advice names both ways out (send it, or trust the private root)."""
     root = pki.CA.create_root("Corp Private Root", organization="Example Corp")
     issuing = root.create_intermediate("Corp Private Issuing CA", organization="Example Corp")
     leaf = issuing.issue_leaf(["api.example.test"])
     verdict = classify([leaf.cert, issuing.cert], store("client"), store("reference"),
                        aia=[{"url": "http://pki.corp.test/root.cer", "ok": False}])
-    assert verdict.cause is Cause.UNTRUSTED_ROOT
+    assert verdict.cause is Cause.INCOMPLETE_CHAIN
     assert "Corp Private Root" in verdict.summary
+    steps = remediation_for(verdict.cause, Facts(host="api.example.test", details=verdict.details))
+    assert any("private CA" in s and "add that root" in s for s in steps)
+
+
+def test_a_private_root_fetched_through_aia_is_an_untrusted_root_and_the_leaf_alone_incomplete():
+    root = pki.CA.create_root("Corp Private Root 3", organization="Example Corp")
+    leaf = root.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert], store("client"), store("reference"), fetched=[root.cert],
+                       aia=[{"url": "http://pki.corp.test/root.cer", "ok": True}])
+    assert verdict.cause is Cause.INCOMPLETE_CHAIN
+    assert verdict.details["also"] == ["untrusted_root"]
 
 
 def test_a_private_root_sent_by_the_server_is_an_untrusted_root():
@@ -133,8 +151,9 @@ def test_a_store_holding_only_the_intermediate_does_not_anchor_the_chain(public)
     root, issuing = public
     leaf = issuing.issue_leaf(["api.example.test"])
     verdict = classify([leaf.cert, issuing.cert], store("client", issuing.cert), store("reference"), code=2)
-    assert verdict.cause is Cause.UNTRUSTED_ROOT
+    assert verdict.cause is Cause.INCOMPLETE_CHAIN
     assert "Example Public Root R1" in verdict.summary
+    assert verdict.details["sent_top_is_ca"] is True
 
 
 def test_an_intermediate_from_the_reference_store_is_not_said_to_come_from_aia(public):
@@ -152,7 +171,8 @@ def test_a_sha1_signed_leaf_under_a_trusted_root_names_the_weak_signature(public
     root, issuing = public
     leaf = issuing.issue_leaf(["api.example.test"], hash_name="sha1", key_type="rsa")
     verdict = classify([leaf.cert, issuing.cert], store("client", root.cert), store("reference"), code=68)
-    assert verdict.cause is Cause.UNTRUSTED_ROOT
-    assert "SHA1" in verdict.summary and "api.example.test" in verdict.details["weak_subject"]
+    assert verdict.cause is Cause.WEAK_CRYPTO
+    assert "SHA1" in verdict.summary and "api.example.test" in verdict.details["certificate"]
+    assert verdict.details["rule"] == "signature digest"
     steps = remediation_for(verdict.cause, Facts(host="api.example.test", details=verdict.details))
     assert "reissue" in steps[0] and not any("--ca-bundle" in s for s in steps)

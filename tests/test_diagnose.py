@@ -280,3 +280,36 @@ def test_diagnose_stays_light_it_imports_neither_prefect_nor_any_other_heavy_lib
 def test_warnings_are_enumerated_codes():
     assert {w.value for w in WarningCode} >= {"cert_expiring_soon", "proxy_interception", "tls12_only_policy",
                                               "weak_signature"}
+
+
+def test_every_code_and_reason_the_lab_provokes_is_in_the_one_table(results):
+    """httpx-style: no OpenSSL evidence the lab can produce is left unmapped (never a silent cipher_mismatch)."""
+    from cxhealth.tasks.tls import openssl_table as table
+
+    unmapped = {}
+    for name, (_, doc, _) in results.items():
+        ev = doc["evidence"]
+        for probe in ev["probes"]:
+            if probe.get("verify_code") is not None and probe["verify_code"] not in table.VERIFY_CODES:
+                unmapped[name] = probe["verify_code"]
+            reason = probe.get("reason")
+            if reason and probe.get("error_kind") == "tls_error" and reason not in table.HANDSHAKE_REASONS:
+                unmapped[name] = reason
+        assert "unmapped" not in ev, (name, ev.get("unmapped"))
+    assert unmapped == {}
+
+
+def test_weak_and_rule_breaking_chains_name_the_rule_and_the_certificate(results):
+    weak = results["weak_crypto"][1]
+    assert weak["evidence"]["verify_code"] == 66 and weak["evidence"]["rule"] == "key size"
+    assert "weak-crypto" in weak["evidence"]["certificate"]
+    assert not any("--ca-bundle" in step or "add its root" in step for step in weak["remediation"])
+    rule = results["invalid_chain"][1]
+    assert rule["evidence"]["verify_code"] == 26
+    assert "extended key usage" in rule["evidence"]["rule"] and "invalid-chain" in rule["evidence"]["certificate"]
+    assert not any("add its root" in step for step in rule["remediation"])
+
+
+def test_cipher_mismatch_never_advises_allowing_a_version_the_policy_allows(results):
+    doc = results["cipher_mismatch"][1]
+    assert not any("Allow TLS 1.3" in step for step in doc["remediation"]), doc["remediation"]

@@ -226,6 +226,8 @@ FAILURES = {
     # The private CA's server sends its root too: OpenSSL then says 19, not 20.
     "untrusted_root": _verify_failure(19),
     "proxy_interception": _verify_failure(20),
+    "weak_crypto": _verify_failure(66),
+    "invalid_chain": _verify_failure(26),
 }
 
 

@@ -195,7 +195,9 @@ def test_an_untrusted_certificate_gets_no_credentials(fake, tmp_path):
     check = token(lab_target(fake, "genesys", ca_bundle=str(other_ca)), fake.env())
 
     assert not check.result.ok and check.token is None
-    assert check.result.cause == "untrusted_root"  # the engine names it: a private CA neither store trusts
+    # The engine names it (contract §1): the server sends leaf + intermediate and the root is in no
+    # store and was not sent, so the chain stops at an issuer nobody has: incomplete_chain.
+    assert check.result.cause == "incomplete_chain"
     assert check.result.error == "connect_error" and check.result.attempts == 1
     assert fake.token_requests == [] and fake.count() == 0
 

@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 
 from . import chain as ch
 from . import classify as cl
-from .model import Cause, Diagnosis, Endpoint, Finding, is_ip
+from . import openssl_table as table
+from .model import Cause, Diagnosis, Endpoint, Finding, clip, is_ip
 from .policy import TLSPolicy, build_verifying_context, explain_only_context
 from .probe import (POST_HANDSHAKE, VERIFY, ProbeResult, fetch_aia, probe, resolve,
                     watch_certificate_requests)
@@ -58,6 +59,20 @@ def _verifying_context(policy: TLSPolicy, check_hostname: bool) -> ssl.SSLContex
     OpenSSL can only check the host name it was given as SNI, so the name is then
     checked on the leaf afterwards (classify_success)."""
     return watch_certificate_requests(build_verifying_context(policy, check_hostname=check_hostname))
+
+
+@functools.lru_cache(maxsize=64)
+def _client_ciphers(policy: TLSPolicy) -> frozenset[str]:
+    """The TLS 1.2 suites the client's policy offers (to tell a cipher from a security-level refusal)."""
+    try:
+        return frozenset(c["name"] for c in _verifying_context(policy, True).get_ciphers())
+    except Exception:  # noqa: BLE001
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=64)
+def _security_level(policy: TLSPolicy) -> int:
+    return int(getattr(_verifying_context(policy, True), "security_level", 2))
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,14 +122,15 @@ class _Run:
         return self.deadline - time.perf_counter()
 
     async def run(self, label: str, context: ssl.SSLContext, settings: dict[str, Any], *,
-                  server_hostname: str | None | bool = True, post: bool = False) -> ProbeResult | None:
+                  server_hostname: str | None | bool = True, post: bool = False,
+                  first_request: str | None = None) -> ProbeResult | None:
         left = self.remaining()
         if self.handshakes >= MAX_HANDSHAKES or left < 0.05:
             self.skipped.append(label)
             return None
         result = await probe(self.endpoint, context, label=label, timeout=min(self.timeout, left),
                              settings=settings, address=self.address, server_hostname=server_hostname,
-                             check_post_handshake=post, deadline=self.deadline)
+                             check_post_handshake=post, deadline=self.deadline, first_request=first_request)
         self.probes.append(result)
         return result
 
@@ -140,16 +156,67 @@ async def diagnose(endpoint: Endpoint, policy: TLSPolicy = TLSPolicy(),
             return _finish(run, cl.classify_network(first, endpoint.host, endpoint.port, policy.timeout), now)
         run.address = address
     first = await run.run("verified", _verifying_context(policy, _openssl_checks_name(endpoint)),
-                          _settings(policy, endpoint.sni_sent), post=True)
+                          _settings(policy, endpoint.sni_sent), post=True, first_request=endpoint.path or "/")
     assert first is not None
     network = cl.classify_network(first, endpoint.host, endpoint.port, policy.timeout)
     if network is not None:
         return _finish(run, network, now)
+    try:
+        if first.ok:
+            return await _diagnose_success(run, first, now)
+        if first.error_kind == VERIFY:
+            return await _diagnose_verify_failure(run, first, now)
+        return await _diagnose_handshake_failure(run, first, now)
+    except Exception as exc:  # noqa: BLE001 - the analysis failed; OpenSSL's verdict still stands
+        return _fallback(run, first, now, exc)
+
+
+def _fallback(run: _Run, first: ProbeResult, now: datetime, exc: BaseException) -> Diagnosis:
+    """The verdict from the first handshake alone, when the analysis could not complete
+    (contract §1: a malformed certificate never ends a diagnosis with an error)."""
+    why = f"{type(exc).__name__}: {str(exc)[:200]}"
     if first.ok:
-        return await _diagnose_success(run, first, now)
-    if first.error_kind == VERIFY:
-        return await _diagnose_verify_failure(run, first, now)
-    return await _diagnose_handshake_failure(run, first, now)
+        verdict = cl.Verdict(Cause.OK, "", {"analysis_error": why})
+    elif first.error_kind == VERIFY:
+        verdict = _verdict_from_code(first, extra={"analysis_error": why})
+    else:
+        verdict = cl.Verdict(Cause.CIPHER_MISMATCH if table.reason_entry(first.reason) is None else _reason_cause(first),
+                             f"The handshake failed ({first.reason or first.error_kind}); the analysis could not "
+                             f"complete ({why}).", {"analysis_error": why})
+    try:
+        return _finish(run, verdict, now, first=first)
+    except Exception:  # noqa: BLE001 - not even the chain can be listed
+        return _finish(run, verdict, now, first=first, certs=(), skip_chain=True)
+
+
+def _reason_cause(first: ProbeResult) -> Cause:
+    mapped = table.reason_entry(first.reason)
+    if isinstance(mapped, Cause):
+        return mapped
+    if mapped == table.CLIENT_CERT:
+        return Cause.CLIENT_CERT_REQUIRED
+    return Cause.CIPHER_MISMATCH
+
+
+def _verdict_from_code(first: ProbeResult, extra: dict[str, Any] | None = None) -> cl.Verdict:
+    """What the verify code alone says (no chain to analyse)."""
+    entry = table.verify_entry(first.verify_code)
+    code, msg = first.verify_code, first.verify_message
+    details = dict(extra or {})
+    if entry is None:
+        details["unmapped"] = {"verify_code": code, "verify_message": msg}
+        cause = Cause.INVALID_CHAIN
+        details["rule"] = f"OpenSSL verify code {code}"
+    elif entry.cause == table.TRUST:
+        cause = Cause.UNTRUSTED_ROOT if code == 19 else Cause.INCOMPLETE_CHAIN
+        if cause is Cause.UNTRUSTED_ROOT:
+            details["top_subject"] = "the chain's root"
+    else:
+        cause = entry.cause  # type: ignore[assignment]
+        if entry.rule:
+            details["rule"] = entry.rule
+    return cl.Verdict(cause, f"Certificate verification failed (OpenSSL verify code {code}: {msg}); the chain could "
+                             "not be captured or analysed.", details)
 
 
 def _openssl_checks_name(endpoint: Endpoint) -> bool:
@@ -180,10 +247,19 @@ async def _diagnose_success(run: _Run, first: ProbeResult, now: datetime) -> Dia
     endpoint, options = run.endpoint, run.options
     certs = tuple(ch.parse_der_chain(first.chain_der))
     verified = tuple(ch.parse_der_chain(first.verified_chain_der))
+    if not certs:
+        return _finish(run, cl.Verdict(Cause.OK, "", {"unanalysed": ch.unparsed(first.chain_der)}), now, first=first,
+                       verified_ok=True)
+    refusal = None
+    if first.first_request is not None:
+        fr = first.first_request
+        refusal = cl.client_cert_refusal(fr.get("status"), fr.get("body_start") or "", fr.get("error"),
+                                         protocol=first.protocol, supplied=bool(run.policy.client_cert))
     facts = cl.ChainFacts(certs=certs, client=None, reference=None)
     verdict = cl.classify_success(facts, host=endpoint.verify_name, pins=options.pins,
                                   expect_issuers=options.expect_issuers,
-                                  hostname_checked=_openssl_checks_name(endpoint), verified=verified)
+                                  hostname_checked=_openssl_checks_name(endpoint), verified=verified,
+                                  client_cert=refusal)
     if verdict.cause is Cause.HOSTNAME_MISMATCH and _sni_differs(endpoint):
         # The server may present a default certificate for an unknown SNI: does the right name fix it?
         retry = await _with_right_sni(run)
@@ -199,15 +275,11 @@ async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime)
     endpoint, policy, options = run.endpoint, run.policy, run.options
     explain = await run.run("explain_chain", explain_only_context(policy),
                             _settings(policy, endpoint.sni_sent, verify=False))
-    if explain is None or not explain.ok or not explain.chain_der:
+    certs = tuple(ch.parse_der_chain(explain.chain_der)) if explain is not None and explain.ok else ()
+    if not certs:
         # No chain to analyse: the verify code alone names what it can.
-        by_code = {cl.V_EXPIRED: Cause.CERT_EXPIRED, cl.V_NOT_YET_VALID: Cause.CERT_NOT_YET_VALID,
-                   cl.V_HOSTNAME: Cause.HOSTNAME_MISMATCH, cl.V_IP: Cause.HOSTNAME_MISMATCH}
-        verdict = cl.Verdict(by_code.get(first.verify_code or 0, Cause.UNTRUSTED_ROOT),
-                             f"Certificate verification failed (OpenSSL verify code {first.verify_code}: "
-                             f"{first.verify_message}); the chain could not be captured for analysis.")
-        return _finish(run, verdict, now, first=first)
-    certs = tuple(ch.parse_der_chain(explain.chain_der))
+        extra = {"unanalysed": ch.unparsed(explain.chain_der)} if explain is not None and explain.chain_der else {}
+        return _finish(run, _verdict_from_code(first, extra), now, first=first)
     client = ch.load_store("client CA bundle" if policy.ca_bundle else "system store", policy.ca_bundle)
     reference = ch.reference_store(options.reference_ca_bundle)
     leaf, sent = certs[0], certs[1:]
@@ -244,7 +316,11 @@ async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime)
     facts = cl.ChainFacts(certs=certs, client=p_client, reference=p_ref, fetched=tuple(fetched),
                           aia=tuple(aia_records), aia_enabled=options.aia)
     verdict = cl.classify_verify_failure(first, facts, host=endpoint.verify_name, now=now,
-                                         expect_issuers=options.expect_issuers)
+                                         expect_issuers=options.expect_issuers, pins=options.pins,
+                                         security_level=_security_level(policy))
+    left_out = ch.unparsed(explain.chain_der)
+    if left_out:
+        verdict = cl.Verdict(verdict.cause, verdict.summary, {**verdict.details, "unparsed_certificates": left_out})
     if _sni_differs(endpoint):
         # Servers hand an unknown (or no) SNI a default certificate — often self-signed or
         # for other names. If the right name gets a valid chain, that is the root cause.
@@ -262,9 +338,11 @@ async def _diagnose_handshake_failure(run: _Run, first: ProbeResult, now: dateti
     endpoint, policy = run.endpoint, run.policy
     reason = first.reason or ""
     client_cert = bool(policy.client_cert)
-    decided = first.error_kind == POST_HANDSHAKE and reason in cl.CLIENT_CERT_REQUIRED_REASONS
-    decided = decided or reason in cl.NOT_TLS_REASONS or reason in cl.CLIENT_CERT_REQUIRED_REASONS
-    decided = decided or (client_cert and reason in cl.CLIENT_CERT_REJECTED_REASONS)
+    mapped = table.reason_entry(reason)
+    # The table decides alone when the reason names one cause; otherwise the one-change probes do.
+    decided = mapped in (Cause.NOT_TLS, Cause.CLIENT_CERT_REQUIRED, Cause.WEAK_CRYPTO, Cause.INVALID_CHAIN)
+    decided = decided or (first.error_kind == POST_HANDSHAKE and reason in cl.CLIENT_CERT_REQUIRED_REASONS)
+    decided = decided or (client_cert and mapped == table.CLIENT_CERT)
     if not decided:
         if _sni_differs(endpoint):
             await run.run("with_sni", explain_only_context(policy), _settings(policy, endpoint.verify_name, verify=False),
@@ -295,25 +373,30 @@ def _accepted(run: _Run, label: str) -> bool:
 
 def _verdict(run: _Run, first: ProbeResult) -> cl.Verdict:
     return cl.classify_handshake_failure(first, run.probes, host=run.endpoint.verify_name, tls_min=run.policy.tls_min,
-                                         tls_max=run.policy.tls_max, client_cert_supplied=bool(run.policy.client_cert))
+                                         tls_max=run.policy.tls_max, client_cert_supplied=bool(run.policy.client_cert),
+                                         client_ciphers=_client_ciphers(run.policy))
 
 
 def _finish(run: _Run, verdict: cl.Verdict | None, now: datetime, *, first: ProbeResult | None = None,
             certs: Sequence = (), verified: Sequence = (), verified_ok: bool = False,
-            chain_facts: cl.ChainFacts | None = None) -> Diagnosis:
+            chain_facts: cl.ChainFacts | None = None, skip_chain: bool = False) -> Diagnosis:
     assert verdict is not None
     endpoint, policy, options = run.endpoint, run.policy, run.options
     first = first or (run.probes[0] if run.probes else None)
-    if not certs:
+    if not certs and not skip_chain:
         captured = next((p.chain_der for p in run.probes if p.chain_der), ())
         certs = tuple(ch.parse_der_chain(captured)) if captured else ()
-    names = list(dict.fromkeys([ch.name_text(c.issuer) for c in certs] +
-                               [ch.name_text(c.subject) for c in list(certs)[1:] + list(verified)]))
-    warnings: list[Finding] = cl.collect_warnings(certs=certs, verified=verified, now=now,
-                                                  soon_days=options.expiring_soon_days,
-                                                  tls12_only=policy.is_tls12_only,
-                                                  handshake_verified=verified_ok,
-                                                  names_for_inspection=names)
+    names = list(dict.fromkeys([ch.full_name(c.issuer) for c in certs] +
+                               [ch.full_name(c.subject) for c in list(certs)[1:] + list(verified)]))
+    try:
+        warnings: list[Finding] = cl.collect_warnings(
+            certs=certs, verified=verified, now=now, soon_days=options.expiring_soon_days,
+            tls12_only=policy.is_tls12_only, handshake_verified=verified_ok, names_for_inspection=names,
+            certificate_requested=bool(first is not None and first.certificate_requested
+                                       and verdict.cause is not Cause.CLIENT_CERT_REQUIRED),
+            client_cert_supplied=bool(policy.client_cert), host=endpoint.verify_name)
+    except Exception as exc:  # noqa: BLE001 - a warning that cannot be computed is not a verdict
+        warnings = [Finding("analysis_incomplete", f"warnings could not be computed ({type(exc).__name__})")]
     if verdict.cause is Cause.PROXY_INTERCEPTION:
         warnings = [w for w in warnings if w.code != "proxy_interception"]
     facts = Facts(host=endpoint.host, port=endpoint.port, ca_bundle=policy.ca_bundle, tls_min=policy.tls_min,
@@ -331,7 +414,7 @@ def _finish(run: _Run, verdict: cl.Verdict | None, now: datetime, *, first: Prob
     evidence.update({k: v for k, v in verdict.details.items() if k not in ("bypass_hint",)})
     if run.skipped:
         evidence["skipped_probes"] = run.skipped
-    summary = verdict.summary or _ok_summary(first, certs, verified)
+    summary = clip(verdict.summary or _ok_summary(first, certs, verified))
     success = first if (first is not None and first.ok) else None
     return Diagnosis(
         endpoint=replace(endpoint, address=run.address),
@@ -342,11 +425,21 @@ def _finish(run: _Run, verdict: cl.Verdict | None, now: datetime, *, first: Prob
         cipher=success.cipher if success else None,
         alpn=success.alpn if success else None,
         handshake_ms=success.handshake_ms if success else None,
-        chain=tuple(ch.cert_info(c) for c in certs),
+        chain=tuple(_cert_infos(certs)),
         warnings=tuple(warnings),
         evidence=evidence,
         handshakes=run.handshakes,
     )
+
+
+def _cert_infos(certs: Sequence) -> list:
+    out = []
+    for c in certs:
+        try:
+            out.append(ch.cert_info(c))
+        except Exception:  # noqa: BLE001 - list what can be listed
+            continue
+    return out
 
 
 def _ok_summary(first: ProbeResult | None, certs: Sequence, verified: Sequence) -> str:
@@ -366,9 +459,22 @@ async def diagnose_many(endpoints: Sequence[Endpoint], policy: TLSPolicy = TLSPo
 
     async def one(i: int, endpoint: Endpoint) -> Diagnosis:
         async with gate:
-            return await diagnose(endpoint, policies[i] if policies else policy, options)
+            try:
+                return await diagnose(endpoint, policies[i] if policies else policy, options)
+            except Exception as exc:  # noqa: BLE001 - one target's trouble never costs another its line
+                return _internal_error(endpoint, exc)
 
     return list(await asyncio.gather(*(one(i, e) for i, e in enumerate(endpoints))))
+
+
+def _internal_error(endpoint: Endpoint, exc: BaseException) -> Diagnosis:
+    """The last resort: a diagnosis that says the engine failed (still one line, still this target's)."""
+    why = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return Diagnosis(endpoint=endpoint, cause=Cause.CONNECTION_RESET,
+                     summary=f"cxhealth could not complete the diagnosis of {endpoint.host}:{endpoint.port} ({why}).",
+                     remediation=("Rerun with CXHEALTH_DEBUG=1 and report the error; compare with "
+                                  f"`openssl s_client -connect {endpoint.host}:{endpoint.port}`.",),
+                     evidence={"internal_error": why})
 
 
 def diagnose_sync(endpoint: Endpoint, policy: TLSPolicy = TLSPolicy(),

@@ -18,12 +18,42 @@ from typing import Iterable
 
 @dataclass(frozen=True)
 class InspectionProduct:
+    """A product whose CA re-signs TLS connections.
+
+    ``kind``: "inspection" (an enterprise proxy: exempt the host), "compromised"
+    (a root whose private key is public: remove it from every store) or
+    "debugging" (a developer's intercepting proxy: remove its root, stop the proxy).
+    """
+
     name: str
     patterns: tuple[str, ...]
-    bypass_hint: str  # where an admin adds a bypass / exemption
+    bypass_hint: str  # where an admin adds a bypass / exemption, or how to remove the root
+    kind: str = "inspection"
 
+    @property
+    def must_be_removed(self) -> bool:
+        """Never trust it: its key is public, or it is a developer's proxy."""
+        return self.kind in ("compromised", "debugging")
+
+
+_REMOVE = ("remove the root from the client's trust store (and the OS store: certmgr.msc / Keychain Access / "
+           "update-ca-certificates after deleting it), and uninstall the software that installed it")
 
 INSPECTION_PRODUCTS: tuple[InspectionProduct, ...] = (
+    # Roots whose private keys are public: anyone can mint certificates they sign.
+    InspectionProduct("Superfish / Komodia (Lenovo adware)", ("superfish", "komodia"), _REMOVE, "compromised"),
+    InspectionProduct("eDellRoot (Dell)", ("edellroot",), _REMOVE, "compromised"),
+    InspectionProduct("DSDTestProvider (Dell)", ("dsdtestprovider",), _REMOVE, "compromised"),
+    InspectionProduct("PrivDog", ("privdog",), _REMOVE, "compromised"),
+    # Developers' intercepting proxies: their roots belong on no production client.
+    InspectionProduct("mitmproxy", ("mitmproxy",), _REMOVE, "debugging"),
+    InspectionProduct("Fiddler", ("do_not_trust_fiddlerroot", "fiddler root", "fiddlerroot", "fiddler2.com"),
+                      _REMOVE, "debugging"),
+    InspectionProduct("Charles Proxy", ("charles proxy", "charlesproxy", "xk72"), _REMOVE, "debugging"),
+    InspectionProduct("Burp Suite (PortSwigger)", ("portswigger", "burp suite"), _REMOVE, "debugging"),
+    InspectionProduct("Proxyman", ("proxyman",), _REMOVE, "debugging"),
+    InspectionProduct("HTTP Toolkit", ("http toolkit",), _REMOVE, "debugging"),
+    InspectionProduct("OWASP ZAP", ("owasp zed attack proxy", "owasp zap", "zaproxy"), _REMOVE, "debugging"),
     InspectionProduct("Zscaler", ("zscaler",), "Zscaler admin portal: Policy > SSL Inspection > add the domains to 'Do Not Inspect'"),
     InspectionProduct("Palo Alto Networks", ("palo alto", "paloaltonetworks", "pan-os", "forward-trust"),
                       "PAN-OS: Policies > Decryption > add a 'no-decrypt' rule for the domains"),

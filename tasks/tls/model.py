@@ -42,10 +42,33 @@ class Cause(str, enum.Enum):
     PROXY_REFUSED = "proxy_refused"
     PROXY_UPSTREAM_FAILURE = "proxy_upstream_failure"
     PROXY_INTERCEPTION = "proxy_interception"
+    WEAK_CRYPTO = "weak_crypto"
+    INVALID_CHAIN = "invalid_chain"
     PIN_MISMATCH = "pin_mismatch"
 
     def __str__(self) -> str:  # so f-strings print the code, not "Cause.OK"
         return self.value
+
+
+#: Contract §1's precedence groups: when several faults apply, the cause is the one
+#: of the lowest group; the others are listed in ``evidence.also``. Causes another
+#: module adds without a group here rank with the network and policy (group 1).
+PRECEDENCE: dict[str, int] = {
+    **dict.fromkeys(("dns_failure", "tcp_refused", "tcp_timeout", "handshake_timeout", "connection_reset",
+                     "not_tls", "protocol_version_mismatch", "cipher_mismatch", "sni_required",
+                     "client_cert_required", "proxy_unreachable", "proxy_auth_required", "proxy_refused",
+                     "proxy_upstream_failure"), 1),
+    "proxy_interception": 2,
+    "hostname_mismatch": 3,
+    "incomplete_chain": 4, "stale_trust_store": 4, "untrusted_root": 4, "self_signed": 4,
+    "weak_crypto": 5, "invalid_chain": 5,
+    "cert_expired": 6, "cert_not_yet_valid": 6,
+    "pin_mismatch": 7,
+}
+
+
+def precedence(cause: "Cause | str") -> int:
+    return PRECEDENCE.get(str(cause), 1)
 
 
 class WarningCode(str, enum.Enum):
@@ -58,9 +81,30 @@ class WarningCode(str, enum.Enum):
     # Not in the contract's minimum list, but useful and allowed ("at least").
     CERT_EXPIRED_IN_CHAIN_NOT_USED = "cert_expired_unused"
     STALE_TRUST_STORE = "stale_trust_store"
+    CLIENT_CERT_REQUESTED = "client_cert_requested"
+    NO_SAN = "no_san"
 
     def __str__(self) -> str:
         return self.value
+
+
+# --- bounds on output (contract §1, "Bounds on input and output") -------------------
+
+MAX_TEXT = 1000          # a summary, a remediation step, a warning message
+MAX_NAME = 512           # a certificate subject or issuer in the chain list
+MAX_SANS = 100           # SAN entries listed per certificate (the count is given)
+MAX_CHAIN = 20           # certificates listed (the count is given)
+MAX_JSON_LINE = 256 * 1024
+ELLIPSIS = "…"
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` at most ``limit`` characters, shortened in the middle with … (both ends say something)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    tail = limit - 1 - head
+    return text[:head] + ELLIPSIS + (text[-tail:] if tail else "")
 
 
 def is_ip(name: str) -> bool:
@@ -147,20 +191,26 @@ class CertInfo:
     spki_sha256_b64: str = ""
     serial: str = ""
     aia_ca_issuers: tuple[str, ...] = ()
+    unanalysed: tuple[str, ...] = ()  # what could not be read (a malformed extension, an odd key)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "issuer": self.issuer,
+        out = {
+            "subject": clip(self.subject, MAX_NAME),
+            "issuer": clip(self.issuer, MAX_NAME),
             "not_before": self.not_before,
             "not_after": self.not_after,
-            "san": list(self.san),
+            "san": [clip(n, 256) for n in self.san[:MAX_SANS]],
             "sha256": self.sha256,
             "is_ca": self.is_ca,
             "self_issued": self.self_issued,
             "signature_hash": self.signature_hash,
             "spki_pin": f"sha256/{self.spki_sha256_b64}" if self.spki_sha256_b64 else None,
         }
+        if len(self.san) > MAX_SANS:
+            out["san_count"] = len(self.san)
+        if self.unanalysed:
+            out["unanalysed"] = list(self.unanalysed)
+        return out
 
 
 @dataclass(frozen=True)
@@ -171,7 +221,7 @@ class Finding:
     message: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": str(self.code), "message": self.message}
+        return {"code": str(self.code), "message": clip(self.message)}
 
 
 @dataclass(frozen=True)
@@ -196,17 +246,65 @@ class Diagnosis:
         return self.cause is Cause.OK
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The contract's JSON object, within its bounds whatever the server sent."""
+        chain = [c.to_dict() for c in self.chain[:MAX_CHAIN]]
+        evidence = {**self.evidence, "handshakes": self.handshakes}
+        if len(self.chain) > MAX_CHAIN:
+            evidence["chain_total"] = len(self.chain)
+            evidence["chain_listed"] = MAX_CHAIN
+        doc = {
             "target": self.endpoint.to_dict(),
             "ok": self.ok,
             "cause": self.cause.value,
-            "summary": self.summary,
-            "remediation": list(self.remediation),
+            "summary": clip(self.summary),
+            "remediation": [clip(step) for step in self.remediation],
             "protocol": self.protocol,
             "cipher": self.cipher,
             "alpn": self.alpn,
             "handshake_ms": self.handshake_ms,
-            "chain": [c.to_dict() for c in self.chain],
-            "warnings": [w.to_dict() for w in self.warnings],
-            "evidence": {**self.evidence, "handshakes": self.handshakes},
+            "chain": chain,
+            "warnings": [w.to_dict() for w in self.warnings[:50]],
+            "evidence": evidence,
         }
+        return bound_document(doc)
+
+
+def _json_size(doc: Any) -> int:
+    import json
+
+    return len(json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8"))
+
+
+def _shorten_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return clip(value, limit)
+    if isinstance(value, list):
+        return [_shorten_strings(v, limit) for v in value[:50]] + (
+            [f"{ELLIPSIS} {len(value) - 50} more"] if len(value) > 50 else [])
+    if isinstance(value, dict):
+        return {k: _shorten_strings(v, limit) for k, v in value.items()}
+    return value
+
+
+def bound_document(doc: dict[str, Any], limit: int = MAX_JSON_LINE) -> dict[str, Any]:
+    """Shrink ``doc`` (evidence first, then the chain list) until its JSON line fits ``limit`` bytes."""
+    if _json_size(doc) <= limit - 1:
+        return doc
+    doc = dict(doc)
+    for text_limit in (300, 120):
+        doc["evidence"] = _shorten_strings(doc["evidence"], text_limit)
+        doc["chain"] = _shorten_strings(doc["chain"], text_limit)
+        if _json_size(doc) <= limit - 1:
+            return doc
+    total = len(doc["chain"])
+    while len(doc["chain"]) > 1 and _json_size(doc) > limit - 1:
+        doc["chain"] = doc["chain"][: max(1, len(doc["chain"]) // 2)]
+        doc["evidence"] = {**doc["evidence"], "chain_listed": len(doc["chain"]),
+                           "chain_total": doc["evidence"].get("chain_total", total)}
+    if _json_size(doc) > limit - 1:  # last resort: keep only what the verdict rests on
+        ev = doc["evidence"]
+        doc["evidence"] = {k: ev[k] for k in ("reason", "verify_code", "verify_message", "error_kind", "also",
+                                              "rule", "certificate", "handshakes", "chain_total") if k in ev}
+        doc["evidence"]["truncated"] = True
+        doc["warnings"] = doc["warnings"][:5]
+    return doc

@@ -63,12 +63,14 @@ class ProbeResult:
     post_handshake: str | None = None
     handshake_attempted: bool = False
     proxy: dict[str, Any] | None = None  # the proxy's evidence (URL, its answer to CONNECT), or None
+    certificate_requested: bool | None = None  # None: not watched
+    first_request: dict[str, Any] | None = None  # the one harmless request after a CertificateRequest
 
     def to_evidence(self) -> dict[str, Any]:
         out: dict[str, Any] = {"probe": self.label, "ok": self.ok, "settings": self.settings}
         for key in ("address", "dns_ms", "connect_ms", "handshake_ms", "protocol", "cipher",
                     "alpn", "error_kind", "reason", "verify_code", "verify_message", "message",
-                    "post_handshake", "proxy"):
+                    "post_handshake", "proxy", "certificate_requested", "first_request"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -202,6 +204,10 @@ def _certificate_requested(context: ssl.SSLContext, ssl_object: ssl.SSLObject) -
     return id(ssl_object) in _CERT_REQUESTED
 
 
+def _is_watched(context: ssl.SSLContext) -> bool:
+    return getattr(context, "_msg_callback", None) is note_certificate_request
+
+
 async def resolve(endpoint: Endpoint, timeout: float) -> tuple[str | None, float | None, dict[str, Any] | None]:
     """The address to connect to: ``endpoint.address`` or the first DNS answer."""
     if endpoint.address:
@@ -224,7 +230,8 @@ async def resolve(endpoint: Endpoint, timeout: float) -> tuple[str | None, float
 async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, timeout: float,
                 settings: dict[str, Any], address: str | None = None,
                 server_hostname: str | None | bool = True,
-                check_post_handshake: bool = False, deadline: float | None = None) -> ProbeResult:
+                check_post_handshake: bool = False, deadline: float | None = None,
+                first_request: str | None = None) -> ProbeResult:
     """One connection attempt with ``context``.
 
     ``server_hostname``: True sends ``endpoint.server_hostname``; a string sends
@@ -234,6 +241,12 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
     complete the handshake and fail the first read (platform-facts.md).
     ``deadline`` (a ``time.perf_counter()`` value) caps every step, so a whole
     diagnosis keeps its time budget however its steps add up.
+    ``first_request`` (the request target, e.g. "/"): when the server sent a
+    CertificateRequest and the handshake completed, send one harmless
+    ``GET`` (Host, User-Agent, nothing else: no credential, no cookie) and read
+    the status line and the start of the body, to see whether the server refuses
+    a client without (an acceptable) certificate after the handshake (nginx's
+    ``400 No required SSL certificate was sent``). Only on a verifying context.
     """
 
     def step(limit: float = timeout) -> float:
@@ -277,6 +290,8 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
                      alpn=ssl_object.selected_alpn_protocol(), chain_der=chain,
                      verified_chain_der=verified, handshake_attempted=True)
         post = None
+        requested = _certificate_requested(context, ssl_object) if _is_watched(context) else None
+        facts["certificate_requested"] = requested
         if check_post_handshake and facts["protocol"] == "TLSv1.3":
             if _certificate_requested(context, ssl_object):
                 post, err = await _await_server_acceptance(reader, ssl_object, step(min(timeout, 1.0)))
@@ -284,6 +299,9 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
                     return ProbeResult(ok=False, post_handshake=post, **base, **facts, **err)
             else:
                 post = "no_certificate_request"
+        if first_request is not None and requested and context.verify_mode == ssl.CERT_REQUIRED:
+            facts["first_request"] = await _first_request(reader, writer, endpoint, first_request,
+                                                          step(min(timeout, 2.0)))
         return ProbeResult(ok=True, post_handshake=post, **base, **facts)
     finally:
         if writer is not None:
@@ -291,6 +309,57 @@ async def probe(endpoint: Endpoint, context: ssl.SSLContext, *, label: str, time
             writer.transport.abort()  # nothing is sent after the handshake
         else:
             sock.close()
+
+
+FIRST_REQUEST_MAX_BYTES = 4096
+
+
+async def _first_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: Endpoint,
+                         target: str, wait: float) -> dict[str, Any]:
+    """One harmless request over the verified connection; its status line, or how it failed."""
+    host = endpoint.host if ":" not in endpoint.host else f"[{endpoint.host}]"
+    if endpoint.port != 443:
+        host = f"{host}:{endpoint.port}"
+    path = target if target.startswith("/") else "/"
+    request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: cxhealth-diagnose\r\n"
+               "Accept: */*\r\nConnection: close\r\n\r\n").encode("ascii", "replace")
+    out: dict[str, Any] = {"request": f"GET {path[:200]}"}
+    start = time.perf_counter()
+
+    async def exchange() -> bytes:
+        writer.write(request)
+        await writer.drain()
+        data = b""
+        while len(data) < FIRST_REQUEST_MAX_BYTES:
+            chunk = await reader.read(FIRST_REQUEST_MAX_BYTES - len(data))
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep and (len(body) >= 512 or b"</html>" in body.lower()):
+                break
+        return data
+
+    try:
+        data = await asyncio.wait_for(exchange(), wait)
+    except BaseException as exc:  # noqa: BLE001 - mapped by the table
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            out.update(status=None, ms=_ms(start), error={"error_kind": "timeout", "message": f"no answer within {wait:g} s"},
+                       answered=False)
+            return out
+        out.update(status=None, ms=_ms(start), error=evidence_from_exception(exc, "post"))
+        return out
+    out["ms"] = _ms(start)
+    if not data:
+        out.update(status=None, error={"error_kind": POST_HANDSHAKE, "reason": "EOF",
+                                       "message": "the server closed the connection without answering"})
+        return out
+    head, _, body = data.partition(b"\r\n\r\n")
+    out["status"] = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")[:200]
+    out["body_start"] = body[:1024].decode("utf-8", "replace")
+    return out
 
 
 async def _await_server_acceptance(reader: asyncio.StreamReader, ssl_object: ssl.SSLObject,
@@ -322,47 +391,56 @@ async def _await_server_acceptance(reader: asyncio.StreamReader, ssl_object: ssl
 AIA_MAX_BYTES = 64 * 1024
 
 
-async def fetch_aia(url: str, timeout: float) -> tuple[bytes | None, dict[str, Any]]:
-    """GET one caIssuers URL. Bounded: ``http://`` only (CAs publish issuers over
-    plain HTTP; the content is a certificate, checked by signature, not trusted),
-    one request, ``timeout`` for the whole exchange, at most 64 KiB."""
+async def fetch_aia(url: str, timeout: float, max_bytes: int = AIA_MAX_BYTES) -> tuple[bytes | None, dict[str, Any]]:
+    """GET one caIssuers URL, over httpx (imported here: only a chain with a missing
+    issuer needs it, and ``cxhealth diagnose``'s healthy path stays light).
+
+    Bounded: ``http://`` only (CAs publish issuers over plain HTTP; the content is a
+    certificate, checked by signature, never trusted), at most 3 redirects,
+    ``timeout`` for the whole exchange (connect to last byte), at most ``max_bytes``.
+    The body is read to its end, however the server splits it into segments; the
+    caller parses DER, PEM or PKCS#7 (.p7c). Never raises: the record says what
+    happened."""
     from urllib.parse import urlsplit
 
-    record: dict[str, Any] = {"url": url}
+    record: dict[str, Any] = {"url": url if len(url) <= 500 else url[:499] + "…"}
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
+    if parts.scheme.lower() != "http" or not parts.hostname:
         record["error"] = "only http:// caIssuers URLs are fetched"
         return None, record
-    port = parts.port or 80
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     start = time.perf_counter()
-    writer = None
     try:
-        async def exchange() -> bytes:
-            nonlocal writer
-            reader, writer = await asyncio.open_connection(parts.hostname, port)
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\n"
-                         f"User-Agent: cxhealth-aia\r\nAccept: */*\r\n\r\n".encode("ascii"))
-            await writer.drain()
-            return await reader.read(AIA_MAX_BYTES + 4096)
+        import httpx
 
-        raw = await asyncio.wait_for(exchange(), timeout)
-    except BaseException as exc:  # noqa: BLE001
+        async def exchange() -> bytes | None:
+            limits = httpx.Timeout(timeout)
+            async with httpx.AsyncClient(trust_env=False, follow_redirects=True, max_redirects=3,
+                                         timeout=limits) as client:
+                async with client.stream("GET", url, headers={"User-Agent": "cxhealth-aia", "Accept": "*/*"}) as resp:
+                    record["status"] = f"HTTP/1.1 {resp.status_code} {resp.reason_phrase}".strip()
+                    if resp.status_code != 200:
+                        record["error"] = "non-200 answer"
+                        return None
+                    declared = resp.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > max_bytes:
+                        record["error"] = f"answer larger than {max_bytes // 1024} KiB ({declared} bytes declared)"
+                        return None
+                    body = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) > max_bytes:
+                            record["error"] = f"answer larger than {max_bytes // 1024} KiB"
+                            return None
+                    record["content_type"] = resp.headers.get("content-type", "")[:100]
+                    return bytes(body)
+
+        body = await asyncio.wait_for(exchange(), timeout)
+    except BaseException as exc:  # noqa: BLE001 - every failure is a record, not an exception
         if isinstance(exc, asyncio.CancelledError):
             raise
-        record.update(error=type(exc).__name__, ms=_ms(start))
+        record.update(error=type(exc).__name__ + (f": {str(exc)[:120]}" if str(exc) else ""), ms=_ms(start))
         return None, record
-    finally:
-        if writer is not None:
-            writer.transport.abort()
     record["ms"] = _ms(start)
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
-    record["status"] = status_line
-    if " 200 " not in status_line + " ":
-        record["error"] = "non-200 answer"
-        return None, record
-    if len(body) > AIA_MAX_BYTES:
-        record["error"] = "answer larger than 64 KiB"
-        return None, record
+    if body is not None:
+        record["bytes"] = len(body)
     return body, record

@@ -122,6 +122,12 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
                          "align them (min 1.2, max 1.3 on both sides).")
         return tuple(steps)
     if cause is Cause.CIPHER_MISMATCH:
+        if facts.get("unmapped_fallback"):
+            reason = (facts.get("unmapped") or {}).get("reason", "?")
+            return (f"OpenSSL failed the handshake with {reason}, which cxhealth does not map to a cause: compare with "
+                    f"`openssl s_client -connect {target} -servername {h}` and the server's TLS logs for that reason.",
+                    "Check the server's TLS configuration (certificate, key, ciphers, groups) against the client's "
+                    f"policy (TLS {facts.tls_min}–{facts.tls_max}, the cipher string under test).")
         chosen = facts.get("server_cipher")
         steps = ["The client's TLS 1.2 cipher list and the server's share no suite"
                  + (f" (with every cipher allowed the server chose {chosen})" if chosen else "") + ": "
@@ -130,7 +136,11 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         if platform == "nice":
             steps.append("NICE CXone requires ECDHE-RSA-AES128-GCM-SHA256 or ECDHE-RSA-AES256-GCM-SHA384: make sure the "
                          "client's cipher string includes them (the default ECDHE+AESGCM does).")
-        steps.append("Allow TLS 1.3 in the client (tls_max = \"1.3\"): its suites are fixed and cannot mismatch this way.")
+        if facts.tls_max != "1.3":
+            steps.append("Allow TLS 1.3 in the client (tls_max = \"1.3\"): its suites are fixed and cannot mismatch this way.")
+        else:
+            steps.append("The client already allows TLS 1.3 and the server does not offer it: enabling TLS 1.3 on the "
+                         "server removes this kind of mismatch (its suites are fixed).")
         return tuple(steps)
     if cause is Cause.SNI_REQUIRED and is_ip(h):
         return ("The server needs a host name as SNI, and a client that connects to an IP address sends none: connect "
@@ -142,20 +152,35 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
                 "IP address or leave SNI empty (legacy middleware does).",
                 "If a proxy or load balancer sits in between, make it preserve the original SNI and Host header.")
     if cause is Cause.CLIENT_CERT_REQUIRED:
+        after = facts.get("certificate_request") and facts.get("first_request")
         if facts.get("client_cert_supplied"):
-            return ("The server rejected the client certificate that was supplied: check it is the one registered with the "
-                    "service, not expired, and that its issuing CA is the one the server trusts.",
+            return ("The server rejected the client certificate that was supplied"
+                    + (f" (it answered the first request with {facts.get('first_request')})" if after else "")
+                    + ": check it is the one registered with the service, not expired, and that its issuing CA is "
+                    "the one the server trusts.",
                     "Send the full client chain (leaf + intermediates) in the --client-cert PEM.")
-        return ("The server demands a client certificate (mutual TLS): configure the integration's client certificate and key "
-                "(--client-cert/--client-key; httpx: cert=(cert, key)).",
+        return ("The server demands a client certificate (mutual TLS)"
+                + (" — it completes the handshake and then refuses requests without one" if after else "")
+                + ": configure the integration's client certificate and key (--client-cert/--client-key; "
+                "httpx: cert=(cert, key)).",
                 "If mutual TLS is not expected for this endpoint, a proxy or WAF in the path may be terminating TLS with mTLS on: check the path.")
     if cause is Cause.CERT_EXPIRED:
-        which = facts.get("expired_subject", "a certificate in the chain")
-        steps = [f"{which} has expired: the server operator must renew it"
-                 + (" (if the intermediate expired, the server must send the new intermediate)" if facts.get("expired_is_ca") else "") + "."]
-        if facts.get("expired_in_client_store"):
-            steps.insert(0, "An expired root or cross-signed intermediate in the client's trust store is preferred over the valid one: "
-                         "update the client's trust store and remove the expired certificate.")
+        expired = facts.get("expired") or []
+        steps = []
+        server_side = [e for e in expired if e.get("whose") == "server"]
+        client_side = [e for e in expired if e.get("whose") == "client_store"]
+        if client_side:
+            names = ", ".join(repr(e.get("name")) for e in client_side[:4])
+            steps.append(f"The client's trust store holds the expired root {names}: update the client's trust store "
+                         "(a current store has its successor) and remove the expired certificate.")
+        if server_side:
+            names = ", ".join(f"{e.get('name')!r} ({e.get('role')})" for e in server_side[:4])
+            steps.append(f"The server's chain has expired certificate(s): {names}: the server operator must renew "
+                         + ("them" if len(server_side) > 1 else "it")
+                         + (" and send the current intermediate" if any(e.get("is_ca") for e in server_side) else "") + ".")
+        if not expired:
+            steps.append(f"{facts.get('expired_subject', 'A certificate in the chain')} has expired: the server operator "
+                         "must renew it (or, if it is a root of the client's store, update that store).")
         steps.append("Check the client's clock (timedatectl / NTP) if the dates look wrong.")
         return tuple(steps)
     if cause is Cause.CERT_NOT_YET_VALID:
@@ -174,8 +199,14 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
                 "(never turn verification off).")
     if cause is Cause.INCOMPLETE_CHAIN:
         missing = facts.get("missing_issuer", "its intermediate")
-        steps = [f"The server must send its intermediate certificate ({missing}): configure the full chain "
-                 "(leaf + intermediates) on the server or load balancer."]
+        if facts.get("issuer_found") is False and facts.get("sent_top_is_ca"):
+            steps = [f"The server must send the rest of its chain: the issuer {missing} of the last certificate it sends "
+                     "(configure the full chain, leaf + intermediates, on the server or load balancer).",
+                     f"If {missing} is a root (your organisation's private CA), no server sends it: the client must "
+                     "trust it — add that root to the client's bundle (--ca-bundle / ca_bundle)."]
+        else:
+            steps = [f"The server must send its intermediate certificate ({missing}): configure the full chain "
+                     "(leaf + intermediates) on the server or load balancer."]
         if platform in ("genesys", "nice"):
             steps.insert(0, "The platform sends its full chain: a firewall or TLS-inspecting middlebox between the client and "
                          f"{h} is truncating it. Disable chain truncation for {allow_list(h)}.")
@@ -186,8 +217,8 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
             steps.append(f"Stopgap on the client: add the intermediate fetched from {facts.get('aia_url')} to the client's bundle "
                          "as an intermediate (browsers hide this problem by fetching it; most API clients do not).")
         elif facts.get("aia_url_unfetched"):
-            steps.append(f"Stopgap on the client: the leaf says its issuer is published at {facts.get('aia_url_unfetched')} "
-                         "(it was not fetched here): download it and add it to the client's bundle as an intermediate.")
+            steps.append(f"Stopgap on the client: the certificate says its issuer is published at {facts.get('aia_url_unfetched')} "
+                         "(it could not be fetched here): download it and add it to the client's bundle as an intermediate.")
         elif facts.get("intermediate_source") not in (None, "aia"):
             steps.append(f"Stopgap on the client: add the missing intermediate, which the {facts.get('intermediate_source')} "
                          "holds, to the client's bundle.")
@@ -197,17 +228,52 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         head = (f"The chain is valid against an up-to-date public store (root {root}) but not against the client's store: "
                 "the client's trust store is out of date.") if root else "The client's trust store is out of date."
         return (head, *_store_update_steps(facts))
-    if cause is Cause.UNTRUSTED_ROOT and facts.get("weak_subject"):
-        return (f"The server operator must reissue {facts.get('weak_subject')} ({facts.get('weakness')}): use SHA-256 "
-                "signatures and RSA keys of 2048 bits or more (or ECDSA P-256).",
-                "Do not lower the client's security level (@SECLEVEL) to accept it: the weakness lets a third party "
-                "forge certificates for this chain.")
     if cause is Cause.UNTRUSTED_ROOT:
         root = facts.get("top_subject") or "the chain's root"
         return (f"The chain ends at {root}, which neither the client's store nor the public reference store trusts: "
                 "if this is your organisation's private CA, add its root to the client's bundle (--ca-bundle / ca_bundle).",
                 "If you did not expect a private CA here, treat it as possible interception: check which device issued it "
                 f"and exempt {allow_list(h)} from TLS inspection.")
+    if cause is Cause.WEAK_CRYPTO:
+        if facts.get("parameter") and not facts.get("certificate"):
+            return (f"The server's key exchange is too weak for the client ({facts.get('rule') or facts.get('parameter')}): "
+                    "the server operator must offer ECDHE suites (or a DH group of 2048 bits or more, e.g. nginx "
+                    "`ssl_dhparam` with ffdhe2048) and drop 1024-bit DHE.",
+                    "Do not lower the client's security level (@SECLEVEL) to accept it: a 1024-bit group can be broken "
+                    "by a well-funded attacker (Logjam).")
+        what = facts.get("weakness") or facts.get("rule") or "a weak key or digest"
+        return (f"The server operator must reissue {facts.get('certificate') or 'the weak certificate'} ({what}): use "
+                "SHA-256 signatures and RSA keys of 2048 bits or more (or ECDSA P-256).",
+                "Do not lower the client's security level (@SECLEVEL) to accept it: the weakness lets a third party "
+                "forge certificates for this chain.")
+    if cause is Cause.INVALID_CHAIN:
+        rule = facts.get("rule") or "a rule of certificate validation"
+        cert = facts.get("certificate") or "a certificate of the chain"
+        if "message size" in rule:
+            return ("The server's certificate message is larger than clients accept (OpenSSL's limit is 100 KiB): the "
+                    "server operator must serve a smaller certificate (fewer SANs: split it into several certificates) "
+                    "and send only the leaf and its intermediates.",)
+        if "key usage" in rule and "CA" in rule:
+            return (f"The server presents a CA certificate ({cert}) as its own: configure the server's certificate "
+                    "file with the leaf first, then its intermediates (a reversed or wrong chain file).",
+                    "The leaf must be the server's own certificate, with serverAuth in its extended key usage.")
+        if "extended key usage" in rule or "key usage" in rule:
+            return (f"{cert} is not a TLS server certificate ({rule}): the server operator must install a certificate "
+                    "issued for server authentication (extendedKeyUsage serverAuth, keyUsage digitalSignature).",
+                    "Check the server's certificate file: a client certificate or a CA certificate is configured in "
+                    "place of the server's.")
+        return (f"The CA must reissue {cert}: it breaks a rule the client enforces ({rule}); the chain links to a "
+                "trusted root, so the client's trust store is not the problem.",
+                "Do not switch verification off or trust the certificate directly to work around it.")
+    if cause is Cause.PROXY_INTERCEPTION and facts.get("remove_root"):
+        product = facts.get("product") or "a known-bad root"
+        ca = facts.get("inspection_ca") or product
+        return (f"Never trust this root: {ca} ({product}) "
+                + ("has a private key that is public" if facts.get("product_kind") == "compromised"
+                   else "belongs to a developer's intercepting proxy")
+                + f" — {facts.get('bypass_hint')}.",
+                "Find what is intercepting this machine's TLS (the software or proxy that installed the root) and "
+                f"remove it; then retry {target}.")
     if cause is Cause.PROXY_INTERCEPTION:
         product = facts.get("product")
         hint = facts.get("bypass_hint")

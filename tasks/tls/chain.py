@@ -519,7 +519,10 @@ class PathResult:
         if self.anchor is not None:
             out["anchor"] = name_text(self.anchor.subject)
         if self.stopped_at is not None:
-            out["missing_issuer"] = name_text(self.stopped_at.issuer)
+            if is_self_issued(self.stopped_at):  # the path reached a root; it is just not this store's
+                out["ends_at_root_not_in_store"] = name_text(self.stopped_at.subject)
+            else:
+                out["missing_issuer"] = name_text(self.stopped_at.issuer)
         if self.used_fetched:
             out["used_aia"] = True
         if self.from_store:

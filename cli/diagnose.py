@@ -46,24 +46,35 @@ def parse_target(text: str) -> Endpoint:
 
 
 def parse_resolve(items: Sequence[str]) -> dict[tuple[str, int], str]:
-    out: dict[tuple[str, int], str] = {}
+    """``{(host, port): first address}`` (what a connection dials)."""
+    return {key: addresses[0] for key, addresses in parse_resolve_all(items).items()}
+
+
+def parse_resolve_all(items: Sequence[str]) -> dict[tuple[str, int], tuple[str, ...]]:
+    """``{(host, port): (addr, ...)}``: several comma-separated addresses are a name's several
+    A records (contract §1/§4); each is diagnosed."""
+    out: dict[tuple[str, int], tuple[str, ...]] = {}
     for item in items:
         host, sep1, rest = item.partition(":")
-        port_text, sep2, addr = rest.partition(":")
-        if not (sep1 and sep2 and host and port_text and addr):
-            raise UsageError(f"--resolve {item!r}: expected HOST:PORT:ADDR (e.g. api.example.com:443:192.0.2.10)")
-        addr = addr.strip("[]")
+        port_text, sep2, addr_text = rest.partition(":")
+        if not (sep1 and sep2 and host and port_text and addr_text):
+            raise UsageError(f"--resolve {item!r}: expected HOST:PORT:ADDR[,ADDR...] (e.g. api.example.com:443:192.0.2.10)")
         try:
             port = int(port_text)
             if not 1 <= port <= 65535:
                 raise ValueError
         except ValueError:
             raise UsageError(f"--resolve {item!r}: port {port_text!r} is not a number from 1 to 65535") from None
-        try:
-            ipaddress.ip_address(addr)
-        except ValueError:
-            raise UsageError(f"--resolve {item!r}: {addr!r} is not an IP address") from None
-        out[(host.lower(), port)] = addr
+        addresses = []
+        for addr in (a.strip().strip("[]") for a in addr_text.split(",")):
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                raise UsageError(f"--resolve {item!r}: {addr!r} is not an IP address") from None
+            addresses.append(addr)
+        if len(addresses) > 8:
+            raise UsageError(f"--resolve {item!r}: {len(addresses)} addresses; at most 8 are diagnosed")
+        out[(host.lower(), port)] = tuple(dict.fromkeys(addresses))
     return out
 
 
@@ -165,12 +176,57 @@ def proxy_settings(args: Any, env: Any = None) -> ProxySettings:
         raise UsageError(str(exc)) from None
 
 
+async def _diagnose_all(endpoints: Sequence[Endpoint], policy: TLSPolicy, options: DiagnoseOptions,
+                        concurrency: int, pools: dict[tuple[str, int], tuple[str, ...]]) -> list[Diagnosis]:
+    """As diagnose_many, but a host given several --resolve addresses has each diagnosed (contract §4)."""
+    if not any(len(a) > 1 for a in pools.values()):
+        return await diagnose_many(endpoints, policy, options, concurrency=concurrency)
+    from cxhealth.tasks.addresses import diagnose_addresses
+
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(endpoint: Endpoint) -> Diagnosis:
+        async with gate:
+            return await diagnose_addresses(endpoint, policy, options, pools.get((endpoint.host, endpoint.port)))
+
+    return list(await asyncio.gather(*(one(e) for e in endpoints)))
+
+
+def record_diagnoses(results: Sequence[Diagnosis]) -> list[list[dict[str, Any]]]:
+    """``--record``: each diagnosis into the default history store (target ``diagnose``); the drift
+    each showed. A store error is one warning line on stderr, never the verdict's exit status."""
+    from cxhealth.tasks.history import HistoryError, open_history_store, record_target_observations
+
+    try:
+        store = open_history_store()
+    except (HistoryError, ValueError) as exc:
+        print(f"warning: not recorded: {exc}", file=sys.stderr)
+        return [[] for _ in results]
+    drift = []
+    try:
+        for d in results:
+            doc: dict[str, Any] = {"name": "diagnose", "healthy": d.ok, "handshake": d.to_dict(), "endpoints": []}
+            problem = record_target_observations(doc, store)
+            if problem:
+                print(f"warning: {problem}", file=sys.stderr)
+            drift.append(doc.get("drift") or [])
+    finally:
+        store.close()
+    return drift
+
+
 def run_diagnose(args: Any) -> int:
     endpoints, policy, options = build_run(args)
-    results = asyncio.run(diagnose_many(endpoints, policy, options, concurrency=args.concurrency))
+    pools = parse_resolve_all(args.resolve)
+    results = asyncio.run(_diagnose_all(endpoints, policy, options, args.concurrency, pools))
+    drift = record_diagnoses(results) if getattr(args, "record", False) else None
     out = sys.stdout
     if args.json:
-        out.write("".join(json.dumps(d.to_dict(), separators=(",", ":")) + "\n" for d in results))
+        docs = [d.to_dict() for d in results]
+        if drift is not None:
+            for doc, events in zip(docs, drift):
+                doc["drift"] = events
+        out.write("".join(json.dumps(doc, separators=(",", ":")) + "\n" for doc in docs))
     else:
         now = options.now()
         out.write("\n".join(render_text(d, now) for d in results) + "\n")
@@ -204,6 +260,11 @@ def render_text(d: Diagnosis, now: datetime | None = None) -> str:
                      + (f", ALPN {d.alpn}" if d.alpn else "")
                      + ("" if t.sni_sent == t.host else f", SNI {t.sni_sent}" if t.sni_sent else ", no SNI"))
     lines.append(f"     {d.summary}")
+    pool = d.evidence.get("addresses") or []
+    if pool:  # several addresses, each diagnosed (contract §4)
+        lines.append("     Addresses: " + "; ".join(
+            f"{a['address']} {a.get('protocol') or '-'}" if a.get("ok") else f"{a['address']} {a.get('cause')}"
+            for a in pool))
     if d.remediation:
         lines.append("     What to do:")
         lines += [f"       {i}. {step}" for i, step in enumerate(d.remediation, 1)]

@@ -54,6 +54,8 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-aia", action="store_true")
     _add_proxy_options(d)
     d.add_argument("--json", action="store_true")
+    d.add_argument("--record", action="store_true",
+                   help="record each connection in the history store (contract §4; the default [history] store)")
 
     pa = sub.add_parser("proxy-audit", help="which of a platform's hosts the egress proxy tunnels, intercepts or refuses",
                         description="Diagnose every host of a platform's region through the proxy in use and "
@@ -91,6 +93,16 @@ def _build_parser() -> argparse.ArgumentParser:
     al.add_argument("ids", nargs="*", metavar="ENTRY_ID")
     al.add_argument("--targets", required=True, metavar="FILE", help="the targets.toml whose [breaker] store to use")
     al.add_argument("--json", action="store_true")
+
+    h = sub.add_parser("history", help="what the checks remember: observations, drift, upcoming expiries")
+    h.add_argument("host", nargs="?", metavar="HOST", help="only this host name (any port)")
+    h.add_argument("--targets", metavar="FILE", help="the targets.toml whose [history] store (and targets) to use")
+    h.add_argument("--since", default="7d", metavar="7d|12h")
+    h.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("metrics", help="the latest observations in Prometheus' text format")
+    m.add_argument("--targets", metavar="FILE", help="the targets.toml whose [history] store (and targets) to use")
+    m.add_argument("--listen", metavar="ADDRESS:PORT", help="serve /metrics (e.g. 127.0.0.1:9466) instead of printing once")
 
     lab = sub.add_parser("lab", help="start the TLS failure lab for manual `cxhealth diagnose` runs",
                          add_help=False)
@@ -130,6 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .alerts import run_alerts
 
             return run_alerts(args)
+        if args.command == "history":
+            from .history import run_history
+
+            return run_history(args)
+        if args.command == "metrics":
+            from .metrics import run_metrics
+
+            return run_metrics(args)
         if args.command == "demo":
             from .demo import run_demo
 

@@ -31,6 +31,7 @@ from cxhealth.tasks.checks.http import client_for
 from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
 from cxhealth.tasks.targets import Target, TargetConfigError
 from cxhealth.tasks.timefmt import utc_text
+from cxhealth.tasks.addresses import diagnose_addresses
 from cxhealth.tasks.tls import Diagnosis, diagnose
 
 STAGES = ("handshake", "oauth", "endpoints", "breaker_open")
@@ -260,7 +261,9 @@ async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = ut
         return HandshakeResult(host, endpoint.port, decision, breaker=view, failure=refusal(decision, host))
     try:
         policy, options = target.policy(), target.diagnose_options()
-        diagnosis: Diagnosis = await diagnose(endpoint, policy, options)
+        # Every address of the token host (several: resolve = ["h:443:a,b"], or DNS), contract §4.
+        diagnosis: Diagnosis = await diagnose_addresses(endpoint, policy, options,
+                                                        target.addresses_for(endpoint.host, endpoint.port))
     except (TargetConfigError, ValueError, OSError) as exc:  # e.g. a ca_bundle that cannot be read
         return HandshakeResult(host, endpoint.port, decision, breaker=view,
                                failure=Failure("handshake", CONFIG_ERROR, f"target {target.name!r}: {exc}", host))

@@ -122,30 +122,38 @@ def str_list(value: object) -> list[str]:
 
 @dataclass(frozen=True)
 class Resolve:
-    """One curl-style ``--resolve host:port:addr`` override."""
+    """One curl-style ``--resolve host:port:addr[,addr...]`` override.
+
+    Several addresses stand for a name with several A records (contract §4): the
+    handshake stage diagnoses each; HTTP connections dial the first.
+    """
 
     host: str
     port: int
     address: str
+    addresses: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> "Resolve":
         host, sep1, rest = str(text).partition(":")
-        port_text, sep2, address = rest.partition(":")
-        if not (sep1 and sep2 and host and address):
+        port_text, sep2, address_text = rest.partition(":")
+        if not (sep1 and sep2 and host and address_text):
             raise ValueError(f"{text!r} is not host:port:addr")
-        address = address.strip("[]")  # curl writes IPv6 as [::1]
+        addresses = tuple(a.strip().strip("[]") for a in address_text.split(","))  # curl writes IPv6 as [::1]
         try:
             port = int(port_text)
-            ipaddress.ip_address(address)
+            for address in addresses:
+                ipaddress.ip_address(address)
         except ValueError:
-            raise ValueError(f"{text!r} is not host:port:addr with a numeric port and an IP address") from None
+            raise ValueError(f"{text!r} is not host:port:addr[,addr...] with a numeric port and IP addresses") from None
         if not 0 < port < 65536:
             raise ValueError(f"{text!r} has port {port} outside 1-65535")
-        return cls(host.lower(), port, address)
+        if len(addresses) > 8:
+            raise ValueError(f"{text!r} names {len(addresses)} addresses; at most 8 are checked")
+        return cls(host.lower(), port, addresses[0], tuple(dict.fromkeys(addresses)))
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}:{self.address}"
+        return f"{self.host}:{self.port}:{','.join(self.addresses or (self.address,))}"
 
 
 def resolve_entry(value: object) -> str:

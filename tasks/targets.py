@@ -290,6 +290,13 @@ class Target(_Table):
         except ProxyConfigError as exc:
             raise TargetConfigError(f"target {self.name!r}: {exc}") from None
 
+    def addresses_for(self, host: str, port: int = 443) -> tuple[str, ...]:
+        """Every ``resolve`` address of (host, port), in order; empty without an override (contract §4)."""
+        for r in map(Resolve.parse, self.resolve):
+            if (r.host, r.port) == (host.lower(), port):
+                return r.addresses
+        return ()
+
     def endpoint_for(self, host: str, port: int = 443) -> Endpoint:
         """The TLS engine's view of one host of this target (resolve, SNI and proxy applied)."""
         host = host.lower()

@@ -107,6 +107,11 @@ class TestDrift:
         # median of the last 5 reaches 3x on the third slow one, and is reported only then
         assert found == [[], [], ["latency_regression"], [], [], []]
 
+    def test_latency_jitter_under_the_noise_floor_is_not_a_regression(self):
+        history = [obs(i, handshake_ms=3.0) for i in range(10)]
+        jitter = [obs(10 + i, handshake_ms=12.0) for i in range(5)]
+        assert all(detect_drift([o], history + jitter[:i]) == [] for i, o in enumerate(jitter))
+
     def test_latency_needs_enough_baseline(self):
         history = [obs(i, handshake_ms=10.0) for i in range(3)]
         slow = [obs(3 + i, handshake_ms=100.0) for i in range(5)]
@@ -115,7 +120,7 @@ class TestDrift:
     def test_policy_changes_thresholds(self):
         history = [obs(i, handshake_ms=10.0) for i in range(10)]
         slow = [obs(10 + i, handshake_ms=25.0) for i in range(3)]
-        strict = HistoryPolicy(latency_factor=2.0)
+        strict = HistoryPolicy(latency_factor=2.0, latency_min_delta_ms=10.0)
         assert codes(detect_drift([slow[2]], history + slow[:2], strict)) == ["latency_regression"]
         assert detect_drift([slow[2]], history + slow[:2]) == []
 

@@ -78,7 +78,8 @@ def _latency_regressed(ms_newest_first: Sequence[float], policy: HistoryPolicy) 
     if len(recent) < n or len(before) < policy.latency_baseline_min:
         return None
     now_median, base_median = statistics.median(recent), statistics.median(before)
-    if base_median > 0 and now_median >= policy.latency_factor * base_median:
+    if (base_median > 0 and now_median >= policy.latency_factor * base_median
+            and now_median - base_median >= policy.latency_min_delta_ms):
         return base_median, now_median
     return None
 

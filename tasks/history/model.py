@@ -58,6 +58,8 @@ class HistoryPolicy:
     latency_baseline_min: how many healthy observations before them are needed at least.
     latency_baseline_max: how many of them at most (the recent past, not last month).
     latency_factor: recent median / baseline median that is a regression.
+    latency_min_delta_ms: and by at least this much (a noise floor: on a fast path a
+        few milliseconds of scheduling jitter would otherwise triple a 3 ms handshake).
     persistence_checks: how many of a target's last checks persistence is judged over.
     raw_window: per (target, host, port, address), how many newest observations are kept
         as they are; healthy ones older than that are merged into one row per UTC day
@@ -69,6 +71,7 @@ class HistoryPolicy:
     latency_baseline_min: int = 5
     latency_baseline_max: int = 15
     latency_factor: float = 3.0
+    latency_min_delta_ms: float = 50.0
     persistence_checks: int = 10
     raw_window: int = 50
     max_addresses: int = 8

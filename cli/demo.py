@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEMO_SECRETS = {  # lab-only credentials, set in this process's environment for the run
-    "DEMO_PARTNER_SECRET": "demo-partner-secret-not-real",
-    "DEMO_SLACK_BOT_TOKEN": "xoxb-demo-not-a-real-token",
-}
+from cxhealth.lab.full import LAB_SECRETS as DEMO_SECRETS  # lab-only credentials, set in this process's env
+from cxhealth.lab.full import write_lab_targets as write_targets
 
 
 def _say(text: str = "") -> None:
@@ -32,40 +30,6 @@ def _say(text: str = "") -> None:
 def _heading(text: str) -> None:
     _say()
     _say(f"== {text} " + "=" * max(0, 74 - len(text)))
-
-
-def _toml(value: Any) -> str:
-    return json.dumps(value)  # JSON strings, numbers and lists are valid TOML
-
-
-def write_targets(path: Path, state: Path, lab: Any, fake: Any, slack: Any) -> None:
-    from cxhealth.lab.fake_platform import GENESYS_TLS13
-
-    lines = ["# Written by `cxhealth demo`: every host below is a local lab server.", ""]
-
-    def target(values: dict[str, Any]) -> None:
-        lines.append("[[target]]")
-        lines.extend(f"{k} = {_toml(v)}" for k, v in values.items())
-        lines.append("")
-
-    genesys = fake.target_values("genesys", name="genesys-prod")
-    nice = fake.target_values("nice", name="nice-prod")
-    trap = fake.target_values("genesys", name="genesys-tls12-client", tls_max="1.2",
-                              endpoints=[fake.url(GENESYS_TLS13, "/api/v2/flows?pageSize=1")])
-    intercepted = lab.scenarios["proxy_interception"]
-    partner = {"name": "partner-behind-proxy", "platform": "generic", "client_id": "demo-partner",
-               "client_secret_env": "DEMO_PARTNER_SECRET",
-               "token_url": f"https://{intercepted.host}:{intercepted.port}/oauth/token",
-               "api_base": f"https://{intercepted.host}:{intercepted.port}", "endpoints": ["/v1/health"],
-               "resolve": [f"{intercepted.host}:{intercepted.port}:127.0.0.1"],
-               "ca_bundle": str(lab.client_store), "timeout": 3.0}
-    for values in (genesys, nice, trap, partner):
-        target(values)
-    lines += ["[slack]", 'bot_token_env = "DEMO_SLACK_BOT_TOKEN"', 'channel = "C0CXINTEG"',
-              f"api_base = {_toml(slack.api_base)}", "",
-              "[breaker]", "threshold = 2", "window_s = 60", "open_s = 30", "max_open_s = 300",
-              f"store = {_toml('sqlite:///' + str(state / 'cxhealth.sqlite3'))}", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def _show_run(label: str, report: dict[str, Any], connections_before: int, lab_host: Any) -> None:

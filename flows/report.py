@@ -49,7 +49,7 @@ def short_tls(protocol: Any) -> str:
     return str(protocol).replace("TLSv", "")
 
 
-def _path(path: Any, limit: int = 28) -> str:
+def _path(path: Any, limit: int = 22) -> str:
     text = str(path or "?")
     if text.startswith("https://"):
         text = "/" + text.split("/", 3)[-1] if text.count("/") >= 3 else text
@@ -99,11 +99,21 @@ def _mark(t: Mapping[str, Any]) -> str:
     return ("✓ " if t["healthy"] else "✗ ") + str(t["name"])
 
 
-def _table(targets: Any) -> list[str]:
-    lines = ["| target | connection | host | result | TLS |", "|---|---|---|---|---|"]
+def _overview(targets: Any) -> list[str]:
+    """One row per target: four short columns."""
+    lines = ["| target | health | stage | cause |", "|---|---|---|---|"]
     for t in targets:
-        for i, (conn, host, result, tls) in enumerate(connection_rows(t) or [("–", "–", "–", "–")]):
-            lines.append(f"| {_mark(t) if i == 0 else ''} | {conn} | {host} | {result} | {tls} |")
+        lines.append(f"| {_mark(t)} | {'ok' if t['healthy'] else '**UNHEALTHY**'} | "
+                     f"{(t.get('stage') or '–').replace('_', ' ')} | "
+                     f"{'ok' if t['healthy'] else '**' + str(t.get('cause')) + '**'} |")
+    return lines
+
+
+def _connections(t: Mapping[str, Any]) -> list[str]:
+    """A row per host and connection: three short columns (the TLS version goes with the result)."""
+    lines = ["| connection | host | result |", "|---|---|---|"]
+    for conn, host, result, tls in connection_rows(t) or [("–", "–", "–", "–")]:
+        lines.append(f"| {conn} | {host} | {result}{', TLS ' + tls if tls != '–' else ''} |")
     return lines
 
 
@@ -126,19 +136,22 @@ def breaker_text(t: Mapping[str, Any]) -> str | None:
 
 
 def _details(t: Mapping[str, Any]) -> list[str]:
-    lines = [f"### {_mark(t)} — `{t.get('cause')}`", "",
-             f"**Where:** {t.get('stage')} stage, host `{t.get('host') or '?'}`"
-             + (f" (token host `{t['token_host']}`)" if t.get("token_host") and t.get("token_host") != t.get("host") else ""),
-             "", f"**What:** {t.get('summary')}", ""]
+    head = f"### {_mark(t)} — " + ("healthy" if t["healthy"] else f"`{t.get('cause')}`")
+    lines = [head, ""] + _connections(t) + [""]
+    if t["healthy"]:
+        return lines
+    where = (f"**Where:** {t.get('stage')} stage, host `{t.get('host') or '?'}`"
+             + (f" (token host `{t['token_host']}`)" if t.get("token_host") and t.get("token_host") != t.get("host") else ""))
     if t.get("stage") == "breaker_open":
-        lines[2] = f"**Where:** host `{t.get('host') or '?'}`, turned away by its open breaker (no connection)"
+        where = f"**Where:** host `{t.get('host') or '?'}`, turned away by its open breaker (no connection)"
+    lines += [where, "", f"**What:** {t.get('summary')}", ""]
     steps = remediation_for(t)
     if steps:
         lines.append("**Fix:**")
         lines += [f"{i}. {step}" for i, step in enumerate(steps[:4], 1)]
         lines.append("")
     b = breaker_text(t)
-    if b:
+    if b and t.get("stage") != "breaker_open":  # a turned-away run's summary already says it
         lines += [f"**Breaker:** {b}", ""]
     return lines
 
@@ -157,19 +170,25 @@ def _tls_facts(t: Mapping[str, Any]) -> str | None:
 
 
 def report_markdown(report: Mapping[str, Any], title: str = "Integration health") -> str:
-    """The run's report artifact: unhealthy targets first, a short table, then the details."""
+    """The run's report artifact: an overview row per target (unhealthy first), then per
+    unhealthy target its connections, the summary, the fix and the breaker; the healthy
+    targets' connections and the ciphers are folded below."""
     targets = sorted(report["targets"], key=lambda t: bool(t["healthy"]))  # unhealthy first (stable)
     bad = [t for t in targets if not t["healthy"]]
     when = utc_text(min((t.get("started_at") for t in targets if t.get("started_at")), default=None))
-    head = (f"# {title}: ✗ UNHEALTHY — " + ", ".join(f"{t['name']} (`{t.get('cause')}`)" for t in bad)
+    head = (f"# {title}: ✗ UNHEALTHY — " + ", ".join(str(t["name"]) for t in bad)
             if bad else f"# {title}: ✓ healthy — {len(targets)} target(s)")
-    lines = [head, "", f"Checked at {when or '?'}. Times are UTC.", ""] + _table(targets)
+    lines = [head, "", f"Checked at {when or '?'}. Times are UTC.", ""] + _overview(targets)
     for t in bad:
         lines += [""] + _details(t)
-    healthy_facts = [(t, _tls_facts(t)) for t in targets]
-    facts = [f"- {t['name']}: {f}" for t, f in healthy_facts if f]
+    good = [t for t in targets if t["healthy"]]
+    if good:
+        lines.append("")
+        for t in good:
+            lines += _details(t)
+    facts = [f"- {t['name']}: {f}" for t in targets for f in [_tls_facts(t)] if f]
     if facts:
-        lines += ["", "<details><summary>TLS versions and ciphers</summary>", "", *facts, "", "</details>"]
+        lines += ["", "#### TLS versions and ciphers", "", *facts]
     alerts = report.get("alerts")
     if alerts:
         lines += ["", f"Slack: sent {len(alerts.get('sent') or [])}, queued {alerts.get('queued', 0)}"
@@ -179,10 +198,8 @@ def report_markdown(report: Mapping[str, Any], title: str = "Integration health"
 
 def target_markdown(t: Mapping[str, Any]) -> str:
     """One target's artifact: its connections, and what to do when it is unhealthy."""
-    head = f"# {_mark(t)}: " + ("healthy" if t["healthy"] else f"UNHEALTHY — `{t.get('cause')}`")
-    lines = [head, "", f"Checked at {utc_text(t.get('started_at')) or '?'}. Times are UTC.", ""] + _table([t])
-    if not t["healthy"]:
-        lines += [""] + _details(t)
+    lines = [f"Checked at {utc_text(t.get('started_at')) or '?'}. Times are UTC.", ""] + _details(t)
+    lines[2] = lines[2].replace("### ", "# ", 1)
     facts = _tls_facts(t)
     if facts:
         lines += ["", facts]

@@ -1,5 +1,9 @@
 """``cxhealth lab``: start the TLS lab and print a command per scenario.
 
+``cxhealth lab --full [--dir DIR]`` keeps the whole lab up instead (TLS scenarios,
+fake platform, fake Slack) and writes a targets file and an env file with its
+secrets, to deploy against and run from the Prefect UI (:mod:`cxhealth.lab.full`).
+
 Run it in one terminal, paste the printed ``cxhealth diagnose ...`` lines into
 another. It runs until Ctrl-C or SIGTERM (or ``--for SECONDS``), then stops
 every server and removes its temporary certificates.
@@ -30,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", action="append", metavar="NAME", default=[],
                         help="print only these scenarios (repeatable)")
     parser.add_argument("--program", default="cxhealth", help="command name to print (default: cxhealth)")
+    parser.add_argument("--full", action="store_true",
+                        help="also the fake Genesys/NICE platform and the fake Slack; write a targets.toml and "
+                             "an env file with the lab's secrets into --dir, to deploy and run against")
+    parser.add_argument("--dir", metavar="DIR", default=None,
+                        help="with --full: where the files go (default: ./.cxhealth-lab)")
     return parser
 
 
@@ -62,6 +71,10 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
     try:
+        if args.full:
+            from .full import run_full
+
+            return run_full(args.dir, args.duration, stop, out)
         with TLSLab() as lab:
             chosen = [s for s in lab.scenarios.values() if not args.only or s.name in args.only]
             unknown = sorted(set(args.only) - set(lab.scenarios))

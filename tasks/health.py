@@ -171,9 +171,12 @@ class EndpointsResult:
     failure: Failure | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TargetReport:
-    """One target's report (contract §2); :meth:`to_dict` is the JSON at the edges."""
+    """One target's report (contract §2); :meth:`to_dict` is the JSON at the edges.
+
+    Its repr is one short line: Prefect logs a failed task's state, data included.
+    """
 
     name: str
     platform: str
@@ -184,6 +187,9 @@ class TargetReport:
     endpoints: EndpointsResult | None = None
     failure: Failure | None = None
     breaker: BreakerView = BreakerView()
+
+    def __repr__(self) -> str:
+        return f"TargetReport({self.name!r}, healthy={self.healthy}, cause={self.cause!r})"
 
     @property
     def healthy(self) -> bool:

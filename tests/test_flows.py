@@ -250,7 +250,7 @@ def test_while_the_breaker_is_open_the_report_keeps_the_cause_and_the_fix(prefec
     fixes = remediation_for(t)
     assert "certificate" in fixes[0].lower(), fixes  # the diagnosis' own fix, not "nothing to do"
     md = report_markdown(report)
-    assert "**Breaker:** open" in md and "because `cert_expired`" in md and fixes[0] in md
+    assert "is open since" in md and "because cert_expired" in md and fixes[0] in md
     assert "Fix:" in state.message and "probe" in state.message
 
 

@@ -103,6 +103,8 @@ def run_demo(args: Any) -> int:
         for step in proxy["handshake"]["remediation"][:2]:
             _say(f"    fix: {step}")
 
+        _proxy_step(lab)
+
         _heading("the gate in front of a WFM sync")
         from cxhealth.flows.wfm_sync import gated_wfm_sync
 
@@ -141,6 +143,32 @@ def run_demo(args: Any) -> int:
     _say("demo finished; the lab is stopped and nothing is left running.")
     sys.stdout.flush()
     return 0
+
+
+def _proxy_step(lab: Any) -> None:
+    """Three lab endpoints through a real squid (when installed): tunnelled, 407, re-signed."""
+    from cxhealth.lab.squid import SquidLab, squid_binary
+
+    _heading("through the corporate egress proxy (a real squid on loopback)")
+    if squid_binary() is None:
+        _say("  skipped: squid with ssl_bump (Debian's squid-openssl) is not installed")
+        return
+    from cxhealth.tasks.tls import DiagnoseOptions, Endpoint, TLSPolicy, diagnose_many
+    from cxhealth.tasks.tls.proxy import ProxySettings, parse_proxy_url, route
+
+    healthy, other = lab.scenarios["healthy"], lab.scenarios["warn_tls12_only_policy"]
+    with SquidLab(hosts={healthy.host: "127.0.0.1", other.host: "127.0.0.1"}, splice=[healthy.host],
+                  upstream_ca_bundle=str(lab.client_store)) as squid:
+        cases = [("open tunnel", squid.url("plain"), healthy), ("auth required", squid.url("auth"), healthy),
+                 ("TLS inspection", squid.url("bump"), other)]
+        endpoints = [route(Endpoint(s.host, s.port), ProxySettings(explicit=parse_proxy_url(url)), None, {})
+                     for _, url, s in cases]
+        results = asyncio.run(diagnose_many(endpoints, TLSPolicy(ca_bundle=str(lab.client_store)),
+                                            DiagnoseOptions()))
+        for (label, url, _), d in zip(cases, results):
+            _say(f"  {label:15} via {url}: {d.cause.value} — {d.summary[:160]}")
+    _say("  the same through your proxy: cxhealth diagnose HOST --proxy http://[user@]host:port "
+         "[--proxy-password-env VAR]; cxhealth proxy-audit --platform genesys --region REGION")
 
 
 def _quiet_prefect_console() -> None:

@@ -184,3 +184,35 @@ def test_a_bad_environment_proxy_is_exit_2_unless_ignored(tls_lab, monkeypatch):
     code, out, err = run_cli("diagnose", s.target, "--no-proxy", "--resolve", f"{s.host}:{s.port}:127.0.0.1",
                              "--ca-bundle", s.ca_bundle)
     assert code == 0, err
+
+
+def test_the_proxy_password_appears_in_no_output_json_or_text(tls_lab, squid, monkeypatch):
+    """The password in HTTPS_PROXY (curl's convention) and by name: used on the wire, shown nowhere."""
+    s = tls_lab.scenarios["healthy"]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{PROXY_USER}:{squid.password}@127.0.0.1:{squid.ports['auth']}")
+    code, out, err = run_cli("diagnose", s.target, "--ca-bundle", s.ca_bundle, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["target"]["proxy"] == squid.url("auth", PROXY_USER)
+    assert doc["evidence"]["proxy"]["password_from"] == "$HTTPS_PROXY"
+    code, text, err2 = run_cli("diagnose", s.target, "--ca-bundle", s.ca_bundle)
+    assert code == 0 and f"via proxy {squid.url('auth', PROXY_USER)}" in text
+    monkeypatch.setenv("HTTPS_PROXY", squid.url("auth", PROXY_USER))
+    monkeypatch.setenv("CXLAB_PROXY_PW", squid.password + "-wrong")
+    code, out3, err3 = run_cli("diagnose", s.target, "--ca-bundle", s.ca_bundle, "--json",
+                               "--proxy-password-env", "CXLAB_PROXY_PW")
+    assert code == 1 and json.loads(out3)["cause"] == "proxy_auth_required"
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{PROXY_USER}:{squid.password}@127.0.0.1:notaport")
+    code, out4, err4 = run_cli("diagnose", s.target)
+    assert code == 2 and "invalid port" in err4
+    for blob in (out, err, text, err2, out3, err3, out4, err4):
+        assert squid.password not in blob
+
+
+def test_a_missing_intermediate_is_fetched_through_the_proxy(tls_lab, squid):
+    s = tls_lab.scenarios["incomplete_chain"]
+    code, doc = diagnose(s, "--proxy", squid.url("plain"), "--reference-ca-bundle", s.reference_ca_bundle)
+    assert (code, doc["cause"]) == (1, "incomplete_chain")
+    [record] = doc["evidence"]["aia"]
+    assert record["ok"] is True and record["proxy"] == squid.url("plain")
+    assert squid.wait_for_log("GET " + s.aia_url)

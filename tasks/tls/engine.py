@@ -293,7 +293,7 @@ async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime)
             urls = ch.aia_ca_issuers(top)
             if not urls or run.remaining() < 0.05:
                 break
-            body, record = await fetch_aia(urls[0], min(run.timeout, run.remaining()))
+            body, record = await fetch_aia(urls[0], min(run.timeout, run.remaining()), proxy=endpoint.proxy)
             issuer = None
             if body:
                 issuer = next((c for c in ch.parse_any(body) if c.subject == top.issuer and ch._signs(c, top)), None)

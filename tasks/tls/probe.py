@@ -391,7 +391,8 @@ async def _await_server_acceptance(reader: asyncio.StreamReader, ssl_object: ssl
 AIA_MAX_BYTES = 64 * 1024
 
 
-async def fetch_aia(url: str, timeout: float, max_bytes: int = AIA_MAX_BYTES) -> tuple[bytes | None, dict[str, Any]]:
+async def fetch_aia(url: str, timeout: float, max_bytes: int = AIA_MAX_BYTES,
+                    proxy: Any = None) -> tuple[bytes | None, dict[str, Any]]:
     """GET one caIssuers URL, over httpx (imported here: only a chain with a missing
     issuer needs it, and ``cxhealth diagnose``'s healthy path stays light).
 
@@ -400,7 +401,8 @@ async def fetch_aia(url: str, timeout: float, max_bytes: int = AIA_MAX_BYTES) ->
     ``timeout`` for the whole exchange (connect to last byte), at most ``max_bytes``.
     The body is read to its end, however the server splits it into segments; the
     caller parses DER, PEM or PKCS#7 (.p7c). Never raises: the record says what
-    happened."""
+    happened. With ``proxy`` (the endpoint's), the GET goes through that HTTP
+    proxy (absolute URL, Basic auth), as a client behind an egress proxy does."""
     from urllib.parse import urlsplit
 
     record: dict[str, Any] = {"url": url if len(url) <= 500 else url[:499] + "…"}
@@ -412,10 +414,20 @@ async def fetch_aia(url: str, timeout: float, max_bytes: int = AIA_MAX_BYTES) ->
     try:
         import httpx
 
+        via = None
+        if proxy is not None:
+            from .proxy import proxy_authorization
+
+            record["proxy"] = proxy.url
+            auth = proxy_authorization(proxy).strip()
+            host = f"[{proxy.address or proxy.host}]" if ":" in (proxy.address or proxy.host) else (proxy.address or proxy.host)
+            via = httpx.Proxy(f"http://{host}:{proxy.port}",
+                              headers={"Proxy-Authorization": auth.split(": ", 1)[1]} if auth else None)
+
         async def exchange() -> bytes | None:
             limits = httpx.Timeout(timeout)
             async with httpx.AsyncClient(trust_env=False, follow_redirects=True, max_redirects=3,
-                                         timeout=limits) as client:
+                                         timeout=limits, proxy=via) as client:
                 async with client.stream("GET", url, headers={"User-Agent": "cxhealth-aia", "Accept": "*/*"}) as resp:
                     record["status"] = f"HTTP/1.1 {resp.status_code} {resp.reason_phrase}".strip()
                     if resp.status_code != 200:

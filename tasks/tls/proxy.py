@@ -153,7 +153,7 @@ def parse_proxy_url(text: str, *, source: str = "--proxy", password_env: str | N
         if username is None:
             raise ProxyConfigError(f"{source}: a proxy password (${password_env}) needs a user name in the "
                                    "proxy URL: http://USER@host:port")
-    env_url = source if (has_password and allow_password and password_env is None) else None
+    env_url = source.lstrip("$") if (has_password and allow_password and password_env is None) else None
     return Proxy(host=host.lower(), port=port or DEFAULT_PROXY_PORT, username=username,
                  password_env=password_env, password_in_env_url=env_url, source=source)
 
@@ -315,11 +315,19 @@ def connect_request(host: str, port: int, proxy: Proxy, env: Mapping[str, str] |
     target = authority(host, port)
     lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}", f"User-Agent: {user_agent}",
              "Proxy-Connection: Keep-Alive"]
-    password = proxy_password(proxy, env) if proxy.username else None
-    if proxy.username and password is not None:
-        token = base64.b64encode(f"{proxy.username}:{password}".encode("utf-8")).decode("ascii")
-        lines.append(f"Proxy-Authorization: Basic {token}")
+    auth = proxy_authorization(proxy, env)
+    if auth:
+        lines.append(auth.rstrip("\r\n"))
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def proxy_authorization(proxy: Proxy, env: Mapping[str, str] | None = None) -> str:
+    """The ``Proxy-Authorization: Basic ...`` header line (with CRLF), or "" without credentials."""
+    password = proxy_password(proxy, env) if proxy.username else None
+    if not proxy.username or password is None:
+        return ""
+    token = base64.b64encode(f"{proxy.username}:{password}".encode("utf-8")).decode("ascii")
+    return f"Proxy-Authorization: Basic {token}\r\n"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from cxhealth.tasks.rules import spki_pin
 from cxhealth.tasks.tls import DiagnoseOptions, Diagnosis, Endpoint, PolicyError, TLSPolicy, diagnose_many
 from cxhealth.tasks.tls.chain import StoreError, load_store
+from cxhealth.tasks.tls.model import MAX_CHAIN, MAX_NAME, clip
 from cxhealth.tasks.tls.proxy import ProxyConfigError, ProxySettings, route, settings_from_options
 
 from .errors import UsageError
@@ -42,7 +43,43 @@ def parse_target(text: str) -> Endpoint:
         raise UsageError(f"target {raw!r}: port {port} is out of range 1-65535")
     if port == 0:
         raise UsageError(f"target {raw!r}: port 0 is out of range 1-65535")
+    check_host_name(host, f"target {clip_text(raw)!r}")
     return Endpoint(host=host.lower(), port=port or 443, path=parts.path or "/")
+
+
+def clip_text(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_host_name(host: str, what: str) -> None:
+    """DNS's limits (RFC 1035): a name of at most 253 characters, labels of 1 to 63."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return
+    except ValueError:
+        pass
+    name = host.rstrip(".")
+    if len(name) > 253:
+        raise UsageError(f"{what}: the host name is {len(name)} characters long, over DNS's limit of 253")
+    for label in name.split("."):
+        if not label:
+            raise UsageError(f"{what}: the host name has an empty label")
+        if len(label) > 63:
+            raise UsageError(f"{what}: the label {clip_text(label, 20)!r} is {len(label)} characters long, over "
+                             "DNS's limit of 63")
+
+
+def _split_resolve(item: str) -> tuple[str, str, str]:
+    """HOST:PORT:ADDR[,ADDR...] as curl takes it, IPv6 in brackets: ``[::1]:443:addr``, ``host:443:[::1]``."""
+    if item.startswith("["):
+        end = item.find("]")
+        if end < 0 or item[end + 1:end + 2] != ":":
+            return "", "", ""
+        host, rest = item[1:end], item[end + 2:]
+    else:
+        host, _, rest = item.partition(":")
+    port_text, _, addrs = rest.partition(":")
+    return host, port_text, addrs
 
 
 def parse_resolve(items: Sequence[str]) -> dict[tuple[str, int], str]:
@@ -55,10 +92,10 @@ def parse_resolve_all(items: Sequence[str]) -> dict[tuple[str, int], tuple[str, 
     A records (contract §1/§4); each is diagnosed."""
     out: dict[tuple[str, int], tuple[str, ...]] = {}
     for item in items:
-        host, sep1, rest = item.partition(":")
-        port_text, sep2, addr_text = rest.partition(":")
-        if not (sep1 and sep2 and host and port_text and addr_text):
-            raise UsageError(f"--resolve {item!r}: expected HOST:PORT:ADDR[,ADDR...] (e.g. api.example.com:443:192.0.2.10)")
+        host, port_text, addr_text = _split_resolve(item)
+        if not (host and port_text and addr_text):
+            raise UsageError(f"--resolve {item!r}: expected HOST:PORT:ADDR[,ADDR...] (e.g. api.example.com:443:192.0.2.10, "
+                             "[::1]:443:ADDR or HOST:443:[::1])")
         try:
             port = int(port_text)
             if not 1 <= port <= 65535:
@@ -68,12 +105,12 @@ def parse_resolve_all(items: Sequence[str]) -> dict[tuple[str, int], tuple[str, 
         addresses = []
         for addr in (a.strip().strip("[]") for a in addr_text.split(",")):
             try:
-                ipaddress.ip_address(addr)
+                addresses.append(str(ipaddress.ip_address(addr)))
             except ValueError:
                 raise UsageError(f"--resolve {item!r}: {addr!r} is not an IP address") from None
-            addresses.append(addr)
         if len(addresses) > 8:
             raise UsageError(f"--resolve {item!r}: {len(addresses)} addresses; at most 8 are diagnosed")
+        check_host_name(host, f"--resolve {item!r}")
         out[(host.lower(), port)] = tuple(dict.fromkeys(addresses))
     return out
 
@@ -105,7 +142,12 @@ def check_pem_file(option: str, path: str | None, *, want: str = "CERTIFICATE") 
 
 
 def read_targets(args: Any) -> list[str]:
-    items = list(args.targets)
+    return [text for _, text in read_numbered_targets(args)]
+
+
+def read_numbered_targets(args: Any) -> list[tuple[str, str]]:
+    """(where, target) pairs: where is "target N" or "--from FILE: line N", for error messages."""
+    items = [(f"target {i}", t) for i, t in enumerate(args.targets, 1)]
     if args.from_file:
         try:
             if args.from_file == "-":
@@ -117,14 +159,88 @@ def read_targets(args: Any) -> list[str]:
             raise UsageError(f"--from {args.from_file}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--from {args.from_file}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-        items += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        items += [(f"line {n}", ln.strip()) for n, ln in enumerate(lines, 1)
+                  if ln.strip() and not ln.lstrip().startswith("#")]
     if not items:
         raise UsageError("no TARGET given (pass one or more, or --from FILE)")
     return items
 
 
+def parse_targets(args: Any) -> list[Endpoint]:
+    """Every target, or one line naming every malformed one (contract §1: --from names each)."""
+    parsed, errors = [], []
+    for where, text in read_numbered_targets(args):
+        try:
+            parsed.append(parse_target(text))
+        except UsageError as exc:
+            errors.append(f"{where}: {exc}" if where.startswith("line") else str(exc))
+    if errors:
+        prefix = f"--from {args.from_file}: " if args.from_file and any(e.startswith("line") for e in errors) else ""
+        shown = "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else "")
+        raise UsageError(f"{prefix}{len(errors)} malformed target(s): {shown}" if len(errors) > 1 else prefix + shown)
+    return parsed
+
+
+def client_key_for(args: Any, cert: str | None, key: str | None) -> str | None:
+    """The key file to hand OpenSSL: the given one, or — when it is encrypted — a decrypted copy
+    in a private temp dir (0700/0600, removed at exit), made with the passphrase named by
+    ``--client-key-password-env``. OpenSSL would prompt on the terminal for an encrypted key;
+    this tool never prompts (contract §1)."""
+    source = key or cert
+    if source is None:
+        return key
+    with open(source, "rb") as fh:
+        data = fh.read()
+    if b"ENCRYPTED" not in data:
+        return key
+    option = "--client-key" if key else "--client-cert"
+    var = getattr(args, "client_key_password_env", None)
+    if not var:
+        raise UsageError(f"{option} {source}: the key is encrypted, pass --client-key-password-env VAR "
+                         "(the name of the environment variable holding its passphrase)")
+    passphrase = os.environ.get(var)
+    if passphrase is None:
+        raise UsageError(f"--client-key-password-env {var}: the variable is not set")
+    if not passphrase:
+        raise UsageError(f"--client-key-password-env {var}: the variable is empty")
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        private = serialization.load_pem_private_key(_key_block(data), password=passphrase.encode("utf-8"))
+    except (ValueError, TypeError):
+        raise UsageError(f"{option} {source}: the passphrase in ${var} does not decrypt the key") from None
+    except Exception as exc:  # noqa: BLE001 - an unsupported key type or cipher
+        raise UsageError(f"{option} {source}: the key cannot be read ({type(exc).__name__})") from None
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="cxhealth-key-")  # 0700
+    atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "client.key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path
+
+
+def _key_block(data: bytes) -> bytes:
+    """The private-key PEM block of a file that may also hold certificates."""
+    start = data.find(b"-----BEGIN ")
+    while start >= 0:
+        end_line = data.find(b"-----", start + 11)
+        label = data[start + 11:end_line]
+        if b"PRIVATE KEY" in label:
+            stop = data.find(b"-----END " + label + b"-----", end_line)
+            if stop >= 0:
+                return data[start:stop + len(label) + 14] + b"\n"
+        start = data.find(b"-----BEGIN ", end_line)
+    return data
+
+
 def build_run(args: Any) -> tuple[list[Endpoint], TLSPolicy, DiagnoseOptions]:
-    targets = read_targets(args)
+    parsed = parse_targets(args)
     resolve = parse_resolve(args.resolve)
     pins = tuple(parse_pin(p) for p in args.pin)
     if args.timeout <= 0 or args.timeout != args.timeout:
@@ -139,6 +255,7 @@ def build_run(args: Any) -> tuple[list[Endpoint], TLSPolicy, DiagnoseOptions]:
     key = check_pem_file("--client-key", args.client_key, want="PRIVATE KEY")
     if key and not cert:
         raise UsageError("--client-key needs --client-cert")
+    key = client_key_for(args, cert, key)
     try:
         for label, path in (("--ca-bundle", ca), ("--reference-ca-bundle", ref)):
             if path:
@@ -153,8 +270,7 @@ def build_run(args: Any) -> tuple[list[Endpoint], TLSPolicy, DiagnoseOptions]:
         raise UsageError(str(exc)) from None
     proxies = proxy_settings(args)
     endpoints = []
-    for text in targets:
-        ep = parse_target(text)
+    for ep in parsed:
         endpoint = Endpoint(host=ep.host, port=ep.port, path=ep.path,
                             sni=args.sni.strip().lower() if args.sni else None,
                             send_sni=not args.no_sni, address=resolve.get((ep.host, ep.port)))
@@ -216,20 +332,44 @@ def record_diagnoses(results: Sequence[Diagnosis]) -> list[list[dict[str, Any]]]
 
 
 def run_diagnose(args: Any) -> int:
+    import warnings
+
+    with warnings.catch_warnings():
+        # Nothing but the diagnosis and the one-line error reaches stdout and stderr (contract §1):
+        # no deprecation notice from cryptography or ssl about the legacy certificates under diagnosis.
+        warnings.simplefilter("ignore")
+        return _run_diagnose(args)
+
+
+def _safe_dict(d: Diagnosis) -> dict[str, Any]:
+    try:
+        return d.to_dict()
+    except Exception as exc:  # noqa: BLE001 - one target's rendering never costs another its line
+        return {"target": {"host": d.endpoint.host, "port": d.endpoint.port}, "ok": d.ok, "cause": d.cause.value,
+                "summary": d.summary[:1000], "remediation": [], "protocol": d.protocol, "cipher": d.cipher,
+                "handshake_ms": d.handshake_ms, "chain": [], "warnings": [],
+                "evidence": {"render_error": type(exc).__name__}}
+
+
+def _json_line(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), default=str) + "\n"
+
+
+def _run_diagnose(args: Any) -> int:
     endpoints, policy, options = build_run(args)
     pools = parse_resolve_all(args.resolve)
     results = asyncio.run(_diagnose_all(endpoints, policy, options, args.concurrency, pools))
     drift = record_diagnoses(results) if getattr(args, "record", False) else None
     out = sys.stdout
     if args.json:
-        docs = [d.to_dict() for d in results]
+        docs = [_safe_dict(d) for d in results]
         if drift is not None:
             for doc, events in zip(docs, drift):
                 doc["drift"] = events
-        out.write("".join(json.dumps(doc, separators=(",", ":")) + "\n" for doc in docs))
+        out.write("".join(_json_line(doc) for doc in docs))
     else:
         now = options.now()
-        out.write("\n".join(render_text(d, now) for d in results) + "\n")
+        out.write("\n".join(_render_safely(d, now) for d in results) + "\n")
         if len(results) > 1:
             bad = sum(1 for d in results if not d.ok)
             out.write(f"\n{len(results) - bad} healthy, {bad} failing of {len(results)} endpoints\n")
@@ -250,6 +390,14 @@ def _expiry(not_after: str, now: datetime) -> str:
     return f"expires {when.date()} (in {days:.0f} days){flag}"
 
 
+def _render_safely(d: Diagnosis, now: datetime) -> str:
+    try:
+        return render_text(d, now)
+    except Exception as exc:  # noqa: BLE001 - one target's rendering never costs another its line
+        return f"{'OK  ' if d.ok else 'FAIL'} {d.endpoint.host}:{d.endpoint.port} -- {d.cause.value}\n     {d.summary[:1000]}" \
+               f"\n     (the report could not be rendered in full: {type(exc).__name__})"
+
+
 def render_text(d: Diagnosis, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     t = d.endpoint
@@ -259,7 +407,7 @@ def render_text(d: Diagnosis, now: datetime | None = None) -> str:
         lines.append(f"     {d.protocol} {d.cipher}, handshake {d.handshake_ms:.1f} ms"
                      + (f", ALPN {d.alpn}" if d.alpn else "")
                      + ("" if t.sni_sent == t.host else f", SNI {t.sni_sent}" if t.sni_sent else ", no SNI"))
-    lines.append(f"     {d.summary}")
+    lines.append(f"     {clip(d.summary)}")
     pool = d.evidence.get("addresses") or []
     if pool:  # several addresses, each diagnosed (contract §4)
         lines.append("     Addresses: " + "; ".join(
@@ -267,17 +415,19 @@ def render_text(d: Diagnosis, now: datetime | None = None) -> str:
             for a in pool))
     if d.remediation:
         lines.append("     What to do:")
-        lines += [f"       {i}. {step}" for i, step in enumerate(d.remediation, 1)]
+        lines += [f"       {i}. {clip(step)}" for i, step in enumerate(d.remediation, 1)]
     if d.warnings:
         lines.append("     Warnings:")
-        lines += [f"       - {w.code}: {w.message}" for w in d.warnings]
+        lines += [f"       - {w.code}: {clip(w.message)}" for w in d.warnings]
     if d.chain:
         lines.append("     Chain as sent (leaf first):")
-        for depth, c in enumerate(d.chain):
+        for depth, c in enumerate(d.chain[:MAX_CHAIN]):
             pad = "       " + "   " * depth + ("`- " if depth else "")
-            lines.append(f"{pad}{c.subject}  [{_expiry(c.not_after, now)}]"
+            lines.append(f"{pad}{clip(c.subject, MAX_NAME)}  [{_expiry(c.not_after, now)}]"
                          + ("  (CA)" if c.is_ca else "") + ("  (self-signed)" if c.self_issued else ""))
-            lines.append(f"{'       ' + '   ' * depth}   issuer: {c.issuer}  sha256 {c.sha256[:16]}...")
+            lines.append(f"{'       ' + '   ' * depth}   issuer: {clip(c.issuer, MAX_NAME)}  sha256 {c.sha256[:16]}...")
+        if len(d.chain) > MAX_CHAIN:
+            lines.append(f"       ... and {len(d.chain) - MAX_CHAIN} more certificate(s) ({len(d.chain)} in all)")
     ev = d.evidence
     bits = []
     if ev.get("reason"):

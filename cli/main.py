@@ -50,6 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--ciphers", metavar="STRING")
     d.add_argument("--client-cert", metavar="PEM")
     d.add_argument("--client-key", metavar="PEM")
+    d.add_argument("--client-key-password-env", metavar="VAR",
+                   help="the environment variable holding the passphrase of an encrypted --client-key (never prompted)")
     d.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
     d.add_argument("--no-aia", action="store_true")
     _add_proxy_options(d)

@@ -114,10 +114,16 @@ def _apply_versions_and_ciphers(ctx: ssl.SSLContext, policy: TLSPolicy) -> None:
     ctx.options |= ssl.OP_NO_COMPRESSION  # CRIME; already Python's default
 
 
+def _never_prompt() -> bytes:
+    # OpenSSL prompts on the terminal for an encrypted key when no password is given
+    # (and hangs without one); an empty passphrase fails instead (contract §1: never a prompt).
+    return b""
+
+
 def load_client_identity(ctx: ssl.SSLContext, policy: TLSPolicy) -> None:
     if policy.client_cert:
         try:
-            ctx.load_cert_chain(policy.client_cert, policy.client_key)
+            ctx.load_cert_chain(policy.client_cert, policy.client_key, password=_never_prompt)
         except (OSError, ssl.SSLError) as exc:
             raise PolicyError(
                 f"cannot load the client certificate {policy.client_cert}: {getattr(exc, 'strerror', None) or exc}"

@@ -272,6 +272,10 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     if history_warnings:
         report["warnings"] = history_warnings
     emit_events(docs)
+    from cxhealth.tasks.history import drift_event_specs
+
+    for spec in drift_event_specs(docs):  # contract §4: cxhealth.tls.drift, for Automations
+        emit_event(**spec)
     if settings is not None:
         report["alerts"] = await asyncio.to_thread(send_alerts, config, settings, docs)
     if not detailed:

@@ -189,6 +189,12 @@ def report_markdown(report: Mapping[str, Any], title: str = "Integration health"
     facts = [f"- {t['name']}: {f}" for t in targets for f in [_tls_facts(t)] if f]
     if facts:
         lines += ["", "#### TLS versions and ciphers", "", *facts]
+    trends = [(t, _trend(t)) for t in targets]
+    if any(trend for _, trend in trends):
+        lines += ["", "#### Trend and changes", ""]
+        for t, trend in trends:
+            if trend:
+                lines += [f"**{t['name']}**", "", *trend, ""]
     alerts = report.get("alerts")
     if alerts:
         lines += ["", f"Slack: sent {len(alerts.get('sent') or [])}, queued {alerts.get('queued', 0)}"
@@ -203,4 +209,13 @@ def target_markdown(t: Mapping[str, Any]) -> str:
     facts = _tls_facts(t)
     if facts:
         lines += ["", facts]
+    trend = _trend(t)  # contract §4: the handshake time's trend and the changes with dates
+    if trend:
+        lines += ["", *trend]
     return "\n".join(lines)
+
+
+def _trend(t: Mapping[str, Any]) -> list[str]:
+    from cxhealth.tasks.history.publish import trend_markdown
+
+    return trend_markdown(t)

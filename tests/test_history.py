@@ -7,6 +7,7 @@ name, dropped after).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
@@ -399,3 +400,68 @@ def test_history_table_in_targets_file(tmp_path):
     for bad in ({"retention_days": 0}, {"retention_days": "7"}, {"store": "redis://x"}, {"keep": 1}):
         with pytest.raises(TargetConfigError, match=r"\[history\]"):
             parse_targets({**base, "history": bad})
+
+
+# --- where it shows: Slack, events, the report -----------------------------------------------
+
+DRIFT = {"kind": "drift", "code": "protocol_changed", "target": "lab", "host": "api.example.test", "port": 443,
+         "address": "127.0.0.2", "from": "TLSv1.3", "to": "TLSv1.2", "at": "2026-11-01T12:05:00+00:00"}
+
+
+@pytest.mark.parametrize("mode", ["bot", "webhook"])
+def test_slack_one_low_severity_message_per_drift_never_twice(mode):
+    from cxhealth.lab.fake_slack import FakeSlack
+    from cxhealth.tasks.alerts import Alerter, AlertSettings, MemoryAlertStore
+
+    with FakeSlack(token="xoxb-lab-token", hang_s=10) as slack:
+        if mode == "bot":
+            settings = AlertSettings(mode="bot", channel="#alerts", api_base=slack.api_base, bot_token="xoxb-lab-token",
+                                     timeout_s=2, repeat_interval_s=600, rate_limit_budget_s=5)
+        else:
+            settings = AlertSettings(mode="webhook", webhook_url=slack.add_webhook("T000/B000/hooksecret"), timeout_s=2,
+                                     repeat_interval_s=600, rate_limit_budget_s=5)
+        store = MemoryAlertStore()
+        result = {"name": "lab", "healthy": True, "stage": None, "cause": "ok", "drift": [DRIFT]}
+        first = Alerter(settings, store, lambda: 1_714_564_800.0).process([result])
+        again = Alerter(settings, store, lambda: 1_714_564_900.0).process([result])  # a replayed report
+        later = Alerter(settings, store, lambda: 1_714_565_000.0).process([{**result, "drift": []}])
+        posts = slack.top_level()
+        assert len(posts) == 1, posts
+        text = json.dumps(posts[0], ensure_ascii=False)
+        assert "protocol_changed" in text and "TLSv1.3 → TLSv1.2" in text
+        assert "<!here>" not in text and "<!channel>" not in text and "critical" not in text.lower()
+        assert first.queued == again.queued == later.queued == 0
+        assert [d.outcome for d in again.decisions if d.target == "drift:lab"] == ["suppressed"]
+
+
+def test_drift_events_for_automations():
+    from cxhealth.tasks.history import drift_event_specs
+
+    specs = drift_event_specs([{"name": "lab", "drift": [DRIFT]}, {"name": "quiet", "drift": []}])
+    assert len(specs) == 1
+    spec = specs[0]
+    assert spec["event"] == "cxhealth.tls.drift"
+    assert spec["resource"]["prefect.resource.id"] == "cxhealth.host.api.example.test"
+    assert spec["related"][0]["prefect.resource.id"] == "cxhealth.target.lab"
+    assert (spec["payload"]["code"], spec["payload"]["from"], spec["payload"]["to"]) == ("protocol_changed", "TLSv1.3", "TLSv1.2")
+
+
+def test_report_trend_sparkline_and_changes(sqlite_store):
+    from cxhealth.flows.report import report_markdown, target_markdown
+    from cxhealth.tasks.history import sparkline
+
+    assert sparkline([1.0, 2.0, None, 8.0]) == "▁▂×█"
+    docs = []
+    for i, ms in enumerate([5.0, 6.0, 5.5, 40.0]):
+        doc = report()
+        doc["handshake"]["handshake_ms"] = ms
+        if i == 3:
+            doc["handshake"]["protocol"] = "TLSv1.2"
+        record_target_observations(doc, sqlite_store, clock=lambda i=i: T0 + timedelta(minutes=5 * i))
+        docs.append(doc)
+    last = docs[-1]
+    assert [p["ms"] for p in last["trend"]["handshake_ms"]] == [5.0, 6.0, 5.5, 40.0]
+    assert [c["code"] for c in last["trend"]["changes"]] == ["protocol_changed"]
+    md = target_markdown(last)
+    assert "▁" in md and "█" in md and "2026-11-01 12:15 UTC `protocol_changed`" in md
+    assert "Trend and changes" in report_markdown({"healthy": True, "targets": [last]})

@@ -104,6 +104,20 @@ class Alerter:
 
             self.store.update_target(name, plan)
             decisions += out
+            drift = [d for d in result.get("drift") or () if isinstance(d, Mapping)]
+            if drift:  # contract §4: one low-severity post per drift, queued once
+                from .incidents import drift_target, plan_drift
+
+                drift_out: list[Decision] = []
+
+                def plan_d(doc: dict | None, name: str = name, drift: list = drift, now: float = now,
+                           out: list = drift_out) -> Any:
+                    new_doc, entries, ds = plan_drift(doc, name, drift, now, self.settings.mode)
+                    out[:] = ds
+                    return new_doc, entries
+
+                self.store.update_target(drift_target(name), plan_d)
+                decisions += drift_out
         for transition in transitions:
             host = str(transition.get("host") or "?")
             now = self.clock()

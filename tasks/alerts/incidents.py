@@ -298,3 +298,36 @@ class IncidentPlanner:
             return doc, [entry], [Decision(target, cause, "updated", inc["id"])]
         inc["fingerprint"] = fingerprint
         return doc, [], [Decision(target, cause, "suppressed", inc["id"])]
+
+
+def drift_target(target: str) -> str:
+    return f"drift:{target}"
+
+
+DRIFT_SEEN_KEPT = 200
+
+
+def plan_drift(doc: dict | None, target: str, events: list[Mapping[str, Any]], now: float,
+               mode: str) -> tuple[dict | None, list[dict], list[Decision]]:
+    """The drift a target's check showed (contract §4): one low-severity post per event, never
+    repeated (the doc keyed ``drift:<target>`` remembers what was queued; the history already
+    reports a change only on the check where it appears). Each post is its own tiny incident so
+    one that Slack refuses holds back no other."""
+    key = drift_target(target)
+    doc = copy.deepcopy(doc) if doc else {"target": key, "open": {}, "incidents": {}, "seen": []}
+    seen = list(doc.get("seen") or [])
+    entries: list[dict] = []
+    decisions: list[Decision] = []
+    for event in events:
+        mark = "|".join(str(event.get(k)) for k in ("code", "host", "address", "from", "to", "at"))
+        if mark in seen:
+            decisions.append(Decision(key, str(event.get("code")), "suppressed"))
+            continue
+        seen.append(mark)
+        inc = {"id": _new_id(), "cause": str(event.get("code") or "drift")}
+        message = P.build_drift_message(target, event).to_dict()
+        entries.append(_entry(key, inc, "post_webhook" if mode == "webhook" else "post_root", "drift", now,
+                              message=message))
+        decisions.append(Decision(key, inc["cause"], "drift", inc["id"]))
+    doc["seen"] = seen[-DRIFT_SEEN_KEPT:]
+    return doc, entries, decisions

@@ -474,3 +474,23 @@ def _fields_into(b: _Builder, pairs: Sequence[tuple[str, str]]) -> bool:
 def full_diagnosis_json(result: Mapping[str, Any]) -> str:
     """The whole result as pretty JSON: the file attached when the message had to cut."""
     return json.dumps(result, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- drift (contract §4): low severity
+
+DRIFT_EMOJI = ":information_source:"
+
+
+def build_drift_message(target: str, event: Mapping[str, Any]) -> SlackMessage:
+    """One drift event (``{code, host, address, from, to, at}``) as a low-severity note:
+    no mention, no "critical" — a change to know about, not a page."""
+    code = str(event.get("code") or "drift")
+    host = str(event.get("host") or "?")
+    where = host + (f" ({event['address']})" if event.get("address") else "")
+    change = f"{event.get('from') or '?'} → {event.get('to') or '?'}"
+    b = _Builder(4000)
+    b.add(0, _header(f"{DRIFT_EMOJI} TLS drift: {target} — {code}"))
+    b.section(0, f"{escape_mrkdwn(where)}: {escape_mrkdwn(change)}")
+    b.add(0, _context([f"seen {_fmt_time(event.get('at'))}", "informational: the checks still decide health",
+                       "cxhealth history " + host]))
+    return b.build(f"[info] TLS drift on {where} ({target}): {code}, {change}")

@@ -117,6 +117,8 @@ def record_target_observations(doc: MutableMapping[str, Any], store: Any, clock:
         observations = observations_from_report(doc, at)
         events = store.record(observations, now=at) if observations else []
         doc["drift"] = [e.to_dict() for e in events]
+        doc["trend"] = {"handshake_ms": [{"at": iso(when), "ms": ms} for when, ms in store.trend(str(doc["name"]))],
+                        "changes": [e.to_dict() for e in store.drift_events(targets=[str(doc["name"])], limit=5)]}
         if unhealthy:
             checks, started = store.checks(str(doc["name"]), now=at)
             if not observations:  # turned away by the breaker: still a failed check

@@ -356,6 +356,13 @@ class SqlHistoryStore:
             started = _dt(first[0]) if first and first[0] is not None else None
         return outcomes, started
 
+    def trend(self, target: str, limit: int = 24) -> list[tuple[datetime, float | None]]:
+        """The target's last *limit* checks, oldest first: the token host's handshake time
+        (the slowest address), None for a check whose handshake failed."""
+        rows = self._rows("SELECT at, MAX(handshake_ms), MIN(ok) FROM observations WHERE target = ? AND rollup = 0 "
+                          "AND stage = 'handshake' GROUP BY at ORDER BY at DESC LIMIT ?", (target, limit))
+        return [(_dt(at), float(ms) if ms is not None and int(ok) else None) for at, ms, ok in reversed(rows)]
+
     def size_bytes(self) -> int:  # pragma: no cover - overridden
         return 0
 

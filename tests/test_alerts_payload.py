@@ -11,9 +11,11 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from cxhealth.tasks.alerts import payload as P
+from cxhealth.tasks.tls.model import Cause
 from cxhealth.tasks.alerts.payload import build_breaker_message, build_incident_message, derive_cause
 
-ALL_CAUSES = P.HANDSHAKE_CAUSES + P.FLOW_CAUSES
+# Every cause the engine can give (its one enum, not the payload's own list) and the flow's.
+ALL_CAUSES = tuple(c.value for c in Cause if c is not Cause.OK) + P.FLOW_CAUSES
 
 
 def sample_result(name: str = "genesys-prod", cause: str = "cert_expired", *, healthy: bool = False, **over) -> dict:
@@ -213,3 +215,12 @@ def test_an_endpoint_failure_leads_with_that_connections_own_fix() -> None:
     steps = remediation_for(result)
     assert steps[0].startswith("Allow TLS 1.3")
     assert len(steps) > 1, "the stage checklist follows"
+
+
+@pytest.mark.parametrize("cause", [c.value for c in Cause if c is not Cause.OK])
+def test_an_endpoint_failing_with_any_engine_cause_is_the_incidents_cause(cause: str) -> None:
+    """A connection that failed its TLS (weak_crypto, invalid_chain, a proxy cause, ...) names the
+    incident by that cause, not the generic endpoint_failed."""
+    result = {"name": "t", "healthy": False, "stage": "endpoints", "handshake": {"cause": "ok"},
+              "endpoints": [{"path": "/a", "ok": True, "cause": "ok"}, {"path": "/b", "ok": False, "cause": cause}]}
+    assert derive_cause(result) == cause

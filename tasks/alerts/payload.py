@@ -28,6 +28,7 @@ from slack_sdk.models.blocks import (
 )
 
 from cxhealth.tasks.remedies import remediation_for
+from cxhealth.tasks.tls.model import Cause
 
 # Slack's documented limits (api.slack.com/reference/block-kit/blocks).
 MAX_BLOCKS = 50
@@ -39,14 +40,8 @@ MAX_CONTEXT_ELEMENTS = 10
 MAX_FALLBACK_TEXT = 3000  # Slack truncates `text` at 40k; a notification line needs far less.
 ELLIPSIS = "…"
 
-# Causes of the handshake stage (contract §1) plus the ones the flow adds.
-HANDSHAKE_CAUSES = (
-    "dns_failure", "tcp_refused", "tcp_timeout", "handshake_timeout", "connection_reset",
-    "not_tls", "protocol_version_mismatch", "cipher_mismatch", "sni_required",
-    "client_cert_required", "cert_expired", "cert_not_yet_valid", "hostname_mismatch",
-    "self_signed", "incomplete_chain", "stale_trust_store", "untrusted_root",
-    "proxy_interception", "pin_mismatch",
-)
+# Causes of the handshake stage: the engine's one list (contract §1), plus the ones the flow adds.
+HANDSHAKE_CAUSES = tuple(c.value for c in Cause if c is not Cause.OK)
 FLOW_CAUSES = ("oauth_failed", "endpoint_failed", "breaker_open", "unhealthy")
 
 SEVERITY_EMOJI = {"critical": ":red_circle:", "major": ":large_orange_circle:", "resolved": ":white_check_mark:"}

@@ -3,7 +3,7 @@ over N workers, against the same runs on one worker, in the same invocation.
 
     .venv/bin/python bench/bench_fleet.py [--targets 300] [--runs 12] [--workers 3] [--json]
 
-One fleet (deployments/fleet.py: Prefect server on PostgreSQL, a process pool with
+One fleet (cxhealth.lab.fleet: Prefect server on PostgreSQL, a process pool with
 N workers) plus a second process pool, ``cxhealth-bench-solo``, with one worker of
 its own. The targets (Genesys-style, at the lab's fake platform: handshake
 diagnostics, OAuth token, two endpoint GETs each) are split into ``--runs``
@@ -35,21 +35,13 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import deployments.fleet as fleet  # noqa: E402
+import cxhealth.lab.fleet as fleet
 
 SOLO_POOL = "cxhealth-bench-solo"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _rss_kib(pid: int) -> int:
@@ -126,23 +118,27 @@ def _measure(api: Any, deployment_id: str, chunks: list[list[str]], targets_file
     sampler = MemorySampler(workers)
     sampler.start()
     began = time.time()
-    ids = [api.run_deployment(deployment_id, {"targets": chunk, "targets_file": targets_file, "alerts": False})["id"]
-           for chunk in chunks]
-    latest: dict[str, dict] = {}
+    ids = [api.create_flow_run_from_deployment(deployment_id, parameters={
+        "targets": chunk, "targets_file": targets_file, "alerts": False}).id for chunk in chunks]
+    latest: dict[Any, Any] = {}
+
+    def state_of(r: Any) -> str | None:
+        return r.state.type.value if r.state is not None else None
 
     def done() -> bool:
-        latest.update({r["id"]: r for r in api.flow_runs(ids)})
-        return len(latest) == len(ids) and all((r.get("state") or {}).get("type") in FINAL for r in latest.values())
+        latest.update({r.id: r for r in fleet.flow_runs(api, ids)})
+        return len(latest) == len(ids) and all(state_of(r) in FINAL for r in latest.values())
 
     try:
         fleet.wait_for(done, timeout, 0.25, f"{len(ids)} benchmark runs")
     finally:
         sampler.halt.set()
         sampler.join()
-    ended = max(_epoch(r["end_time"]) for r in latest.values() if r.get("end_time"))
-    states = [(r.get("state") or {}).get("type") for r in latest.values()]
+    ended = max(r.end_time.timestamp() for r in latest.values() if r.end_time)
+    states = [state_of(r) for r in latest.values()]
     failures = [m.groups() for r in latest.values()
-                for m in re.finditer(r"(bench-\d+): (\w+) failed \(([^)]+)\)", (r.get("state") or {}).get("message") or "")]
+                for m in re.finditer(r"(bench-\d+): (\w+) failed \(([^)]+)\)",
+                                     (r.state.message if r.state is not None else None) or "")]
 
     # One target's check, from the server's task runs (they arrive asynchronously: poll).
     names = {t for chunk in chunks for t in chunk}
@@ -151,19 +147,18 @@ def _measure(api: Any, deployment_id: str, chunks: list[list[str]], targets_file
 
     def task_spans() -> dict[str, tuple[float, float]] | None:
         spans: dict[str, list[float]] = {}
-        task_runs = api.task_runs(ids)
+        task_runs = fleet.task_runs(api, ids)
         progress["task_runs"] = len(task_runs)
-        progress["sample"] = [(tr.get("name"), tr.get("state_type"), tr.get("start_time"), tr.get("end_time"))
-                              for tr in task_runs[:3]]
+        progress["sample"] = [(tr.name, tr.state_type, tr.start_time, tr.end_time) for tr in task_runs[:3]]
         for tr in task_runs:
-            m = re.match(r"(handshake|endpoints)-(.+)$", tr.get("name") or "")
+            m = re.match(r"(handshake|endpoints)-(.+)$", tr.name or "")
             if not m or m.group(2) not in names:
                 continue
             span = spans.setdefault(m.group(2), [0.0, 0.0])
-            if m.group(1) == "handshake" and tr.get("start_time"):
-                span[0] = _epoch(tr["start_time"])
-            if m.group(1) == "endpoints" and tr.get("end_time"):
-                span[1] = _epoch(tr["end_time"])
+            if m.group(1) == "handshake" and tr.start_time:
+                span[0] = tr.start_time.timestamp()
+            if m.group(1) == "endpoints" and tr.end_time:
+                span[1] = tr.end_time.timestamp()
         complete = {k: (a, b) for k, (a, b) in spans.items() if a and b}
         progress["complete"] = len(complete)
         return complete if len(complete) >= len(names) - len(failures) else None
@@ -220,20 +215,17 @@ def main(argv: list[str] | None = None) -> int:
             result["fleet_up_s"] = round(time.monotonic() - t, 1)
             fleet.run_prefect(state, "work-pool", "create", SOLO_POOL, "--type", "process")
             solo = fleet.start_worker(state, "cxhealth-bench-solo-1", SOLO_POOL, fake.env(), poll_s=1)
-            with fleet.FleetAPI(state.api_url, timeout=30) as api:
-                fleet.wait_for(lambda: any(w.get("status") == "ONLINE" for w in api.workers(SOLO_POOL)), 120, 0.2,
-                               "the solo worker online")
-                base = api.deployment("integration-health", "every-5-minutes")
-                twin = {k: base[k] for k in ("flow_id", "entrypoint", "path", "pull_steps", "parameter_openapi_schema",
-                                             "enforce_parameter_schema", "job_variables", "tags")}
-                on_fleet = api.create_deployment({**twin, "name": "bench-fleet", "work_pool_name": state.pool,
-                                                  "work_queue_name": "default", "concurrency_limit": None})
-                on_solo = api.create_deployment({**twin, "name": "bench-solo", "work_pool_name": SOLO_POOL,
-                                                 "work_queue_name": "default", "concurrency_limit": None})
+            with fleet.client(state.api_url, timeout=30) as api:
+                fleet.wait_for(lambda: fleet.online_workers(api, SOLO_POOL), 120, 0.2, "the solo worker online")
+                base = api.read_deployment_by_name("integration-health/every-5-minutes")
+                on_fleet = fleet.twin_deployment(api, base, "bench-fleet", work_pool_name=state.pool,
+                                                 work_queue_name="default", concurrency_limit=None)
+                on_solo = fleet.twin_deployment(api, base, "bench-solo", work_pool_name=SOLO_POOL,
+                                                work_queue_name="default", concurrency_limit=None)
                 fleet_workers = [p for p in state.workers if p.name != solo.name]
-                result["fleet"] = _measure(api, on_fleet["id"], chunks, str(targets), fleet_workers, timeout=900,
+                result["fleet"] = _measure(api, on_fleet, chunks, str(targets), fleet_workers, timeout=900,
                                            redis_url=store)
-                result["one_worker"] = _measure(api, on_solo["id"], chunks, str(targets), [solo], timeout=900,
+                result["one_worker"] = _measure(api, on_solo, chunks, str(targets), [solo], timeout=900,
                                                 redis_url=store)
         finally:
             report = fleet.down(Path(tmp) / "fleet", drop_db=True)

@@ -52,7 +52,7 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def _fleet():
-    import deployments.fleet as fleet
+    import cxhealth.lab.fleet as fleet
 
     return fleet
 
@@ -61,21 +61,22 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _state(run: dict) -> str:
-    return (run.get("state") or {}).get("type") or run.get("state_type") or "?"
+def _state(run: Any) -> str:
+    """A flow run's state type (Prefect's FlowRun, as its client reads it)."""
+    return run.state.type.value if run.state is not None else "?"
 
 
-def _message(run: dict) -> str:
-    return (run.get("state") or {}).get("message") or ""
+def _message(run: Any) -> str:
+    return (run.state.message if run.state is not None else None) or ""
 
 
-def _wait_final(api: Any, ids: list[str], timeout: float, on_poll: Callable[[], None] = lambda: None) -> dict[str, dict]:
+def _wait_final(api: Any, ids: list[Any], timeout: float, on_poll: Callable[[], None] = lambda: None) -> dict[Any, Any]:
     fleet = _fleet()
-    latest: dict[str, dict] = {}
+    latest: dict[Any, Any] = {}
 
     def done() -> bool:
         on_poll()
-        latest.update({r["id"]: r for r in api.flow_runs(ids)})
+        latest.update({r.id: r for r in fleet.flow_runs(api, ids)})
         return len(latest) == len(ids) and all(_state(r) in FINAL for r in latest.values())
 
     fleet.wait_for(done, timeout, 0.3, f"{len(ids)} flow runs to finish")
@@ -137,14 +138,15 @@ def test_prefect_yaml_deploys_and_one_worker_runs_a_deployment_to_completed(tmp_
                                      ui=False, worker_poll_s=1, worker_env=fake.env())
         try:
             state = fleet.up(options)
-            with fleet.FleetAPI(state.api_url) as api:
-                names = {d["name"] for d in api.deployments()}
+            with fleet.client(state.api_url) as api:
+                names = {d.name for d in api.read_deployments()}
                 assert names == {"every-5-minutes", "hourly"}, names
-                deployment = api.deployment("integration-health", "every-5-minutes")
-                assert deployment["work_pool_name"] == "cxhealth-pool"
-                assert deployment["entrypoint"] == "cxhealth.flows.integration_health:integration_health"
-                run = api.run_deployment(deployment["id"], {"targets_file": str(targets), "alerts": False})
-                final = _wait_final(api, [run["id"]], timeout=90)[run["id"]]
+                deployment = api.read_deployment_by_name("integration-health/every-5-minutes")
+                assert deployment.work_pool_name == "cxhealth-pool"
+                assert deployment.entrypoint == "cxhealth.flows.integration_health:integration_health"
+                run = api.create_flow_run_from_deployment(
+                    deployment.id, parameters={"targets_file": str(targets), "alerts": False})
+                final = _wait_final(api, [run.id], timeout=90)[run.id]
             assert _state(final) == "COMPLETED", _message(final)
             assert _message(final) == "1 target(s) healthy: lab-genesys"
             assert fake.count(path="/oauth/token") == 1, "the worker's flow run really checked the lab"
@@ -209,7 +211,7 @@ def test_breaker_alerts_and_automation_hold_across_a_fleet(tmp_path, redis_url):
             began = time.monotonic()
             state = fleet.up(options)
             print(f"\nfleet up in {time.monotonic() - began:.1f}s {state.timings}")
-            with fleet.FleetAPI(state.api_url) as api:
+            with fleet.client(state.api_url) as api:
                 _exercise_fleet(fleet, api, state, flaky, slack, targets, wfm_db, flaky_name, healthy_name, redis_url)
         finally:
             report = fleet.down(tmp_path / "fleet", drop_db=True)
@@ -220,19 +222,16 @@ def _exercise_fleet(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, ta
                     flaky_name: str, healthy_name: str, redis_url: str) -> None:
     # The prefect.yaml deployment runs one at a time (concurrency_limit 1, on purpose for its
     # schedule); the burst needs a twin without that limit, on the same pool and pull steps.
-    base = api.deployment("integration-health", "every-5-minutes")
-    twin = {k: base[k] for k in ("flow_id", "entrypoint", "path", "pull_steps", "work_pool_name",
-                                 "work_queue_name", "parameter_openapi_schema", "enforce_parameter_schema",
-                                 "job_variables", "tags")}
-    burst = api.create_deployment({**twin, "name": "fleet-burst", "concurrency_limit": None})
+    base = api.read_deployment_by_name("integration-health/every-5-minutes")
+    burst = fleet.twin_deployment(api, base, "fleet-burst", concurrency_limit=None)
     mixed = {"targets": [flaky_name, healthy_name], "targets_file": str(targets), "alerts": True}
     healthy_only = {"targets": [healthy_name], "targets_file": str(targets), "alerts": True}
-    runs: dict[str, str] = {}  # flow run id -> "mixed" | "healthy"
+    runs: dict[Any, str] = {}  # flow run id -> "mixed" | "healthy"
 
-    def start(kind: str) -> str:
-        run = api.run_deployment(burst["id"], mixed if kind == "mixed" else healthy_only)
-        runs[run["id"]] = kind
-        return run["id"]
+    def start(kind: str) -> Any:
+        run = api.create_flow_run_from_deployment(burst, parameters=mixed if kind == "mixed" else healthy_only)
+        runs[run.id] = kind
+        return run.id
 
     watch = _ReopenTimes(redis_url, flaky.host)
     watch.start()
@@ -243,8 +242,12 @@ def _exercise_fleet(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, ta
 
 
 def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Path, wfm_db: Path, flaky_name: str,
-           healthy_name: str, start: Callable[[str], str], runs: dict[str, str], watch: _ReopenTimes) -> None:
-    sync = api.deployment("gated-wfm-sync", "hourly")
+           healthy_name: str, start: Callable[[str], Any], runs: dict[Any, str], watch: _ReopenTimes) -> None:
+    sync = api.read_deployment_by_name("gated-wfm-sync/hourly")
+
+    def paused() -> bool:
+        return api.read_work_queue_by_name("wfm-sync", work_pool_name=state.pool).is_paused
+
     # -- 1. trip: exactly two checks of the failing host (the threshold), in parallel
     # with healthy-only runs; so no check of it can still be in flight once it opens.
     clock = time.monotonic()
@@ -257,30 +260,30 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
     assert all(_state(finals[rid]) == "COMPLETED" for rid in trip[2:])
 
     host_resource = f"cxhealth.breaker.{flaky.host}"
-    opened = fleet.wait_for(lambda: api.events(["cxhealth.breaker.opened"], resource_prefix=host_resource),
+    opened = fleet.wait_for(lambda: fleet.events(api, ["cxhealth.breaker.opened"], resource_prefix=host_resource),
                             30, 0.3, "the breaker's opened event on the server")
-    assert opened[0]["payload"]["transition"] == "opened"
-    fleet.wait_for(lambda: api.queue(state.pool, "wfm-sync")["is_paused"], 30, 0.2,
+    assert opened[0].payload["transition"] == "opened"
+    fleet.wait_for(lambda: paused(), 30, 0.2,
                    "the Automation to pause the wfm-sync queue")
 
     # A sync run while the queue is paused: it must not start until the breaker closes.
-    sync_run = api.run_deployment(sync["id"], {"targets": [healthy_name], "targets_file": str(targets),
-                                               "db_path": str(wfm_db)})
+    sync_run = api.create_flow_run_from_deployment(sync.id, parameters={
+        "targets": [healthy_name], "targets_file": str(targets), "db_path": str(wfm_db)})
     paused_observations = 0
 
     def sync_must_wait() -> None:
         nonlocal paused_observations
         # The run's state first, then the queue: still paused afterwards means it was paused
         # before too (only a close resumes it, and nothing reopens it after the recovery).
-        observed = _state(api.flow_run(sync_run["id"]))
-        if api.queue(state.pool, "wfm-sync")["is_paused"]:
+        observed = _state(api.read_flow_run(sync_run.id))
+        if paused():
             assert observed == "SCHEDULED", f"the gated sync left Scheduled ({observed}) while its queue was paused"
             paused_observations += 1
 
     # -- 2. load while it fails: keep IN_FLIGHT runs going until two probes failed (reopened).
     def reopens() -> int:
-        return sum(1 for e in api.events(["cxhealth.breaker.opened"], resource_prefix=host_resource)
-                   if e["payload"]["transition"] == "reopened")
+        return sum(1 for e in fleet.events(api, ["cxhealth.breaker.opened"], resource_prefix=host_resource)
+                   if e.payload["transition"] == "reopened")
 
     phases = {"trip": round(time.monotonic() - clock, 1)}
     _pump(fleet, api, start, until=lambda: reopens() >= 2, timeout=150, on_poll=sync_must_wait)
@@ -288,22 +291,24 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
     flip = flaky.recover()  # no run is in flight: _pump drained them
 
     # -- 3. recovery: runs until the probe closes the breaker; then the queue resumes.
-    _pump(fleet, api, start, until=lambda: api.events(["cxhealth.breaker.closed"], resource_prefix=host_resource),
+    _pump(fleet, api, start, until=lambda: fleet.events(api, ["cxhealth.breaker.closed"],
+                                                          resource_prefix=host_resource),
           timeout=120, on_poll=sync_must_wait)
-    fleet.wait_for(lambda: not api.queue(state.pool, "wfm-sync")["is_paused"], 30, 0.2,
+    fleet.wait_for(lambda: not paused(), 30, 0.2,
                    "the Automation to resume the wfm-sync queue")
-    sync_final = _wait_final(api, [sync_run["id"]], timeout=90)[sync_run["id"]]
+    sync_final = _wait_final(api, [sync_run.id], timeout=90)[sync_run.id]
     phases["recovered"] = round(time.monotonic() - clock, 1)
     after = start("mixed")
     after_final = _wait_final(api, [after], timeout=90)[after]
 
     # ---- what the host saw: nothing while open, one check per half-open -------------------
-    transitions = api.events(["cxhealth.breaker.opened", "cxhealth.breaker.closed"], resource_prefix=host_resource)
-    kinds = [e["payload"]["transition"] for e in transitions]
+    transitions = fleet.events(api, ["cxhealth.breaker.opened", "cxhealth.breaker.closed"],
+                               resource_prefix=host_resource)
+    kinds = [e.payload["transition"] for e in transitions]
     assert kinds[0] == "opened" and kinds[-1] == "closed" and set(kinds[1:-1]) == {"reopened"}, kinds
-    opens = [e for e in transitions if e["payload"]["transition"] in ("opened", "reopened")]
+    opens = [e for e in transitions if e.payload["transition"] in ("opened", "reopened")]
     reopen_times = watch.stop()
-    assert [math.ceil(r) for r in reopen_times] == [int(_epoch(e["payload"]["reopen_at"])) for e in opens], \
+    assert [math.ceil(r) for r in reopen_times] == [int(_epoch(e.payload["reopen_at"])) for e in opens], \
         "the events on the server name the store's reopen times (to the second, rounded up)"
     # open_s == max_open_s: each (re)open lasts OPEN_S, so it began at reopen_at - OPEN_S.
     windows = [(r - OPEN_S, r) for r in reopen_times]
@@ -311,7 +316,7 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
     t0 = windows[0][0]
     timeline = (f"windows {[(round(a - t0, 3), round(b - t0, 3)) for a, b in windows]}, connections "
                 f"{[(round(c.at - t0, 3), c.outcome) for c in seen]}, events "
-                f"{[(e['occurred'], e['payload']) for e in transitions]}")
+                f"{[(e.occurred.isoformat(), e.payload) for e in transitions]}")
     before_open = [c for c in seen if c.at < t0]
     assert len(before_open) == 4 and {c.outcome for c in before_open} == {"handshake_failed", "handshake_only"}, \
         "the two tripping checks: a failed verified handshake and the chain capture each; " + timeline
@@ -325,7 +330,7 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
     assert len(after_t0) == 2 * (len(windows) - 1), "every connection after the open belongs to a probe; " + timeline
 
     # ---- what the runs said ------------------------------------------------------------------
-    all_runs = {r["id"]: r for r in api.flow_runs(list(runs))}
+    all_runs = {r.id: r for r in fleet.flow_runs(api, list(runs))}
     assert len(all_runs) == len(runs)
     handshake_failed = [r for r in all_runs.values() if f"{flaky_name}: handshake failed" in _message(r)]
     rejected = [r for r in all_runs.values() if f"{flaky_name}: breaker open (" in _message(r)]
@@ -336,10 +341,11 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
     healthy_runs = [r for rid, r in all_runs.items() if runs[rid] == "healthy"]
     assert healthy_runs and all(_state(r) == "COMPLETED" for r in healthy_runs), \
         [(_state(r), _message(r)) for r in healthy_runs if _state(r) != "COMPLETED"]
-    assert not any(healthy_name in _message(r) for r in all_runs.values()), "the healthy target never failed"
+    assert not any(healthy_name in _message(r) for r in all_runs.values() if _state(r) != "COMPLETED"), \
+        "the healthy target never failed (a Completed run's message names its healthy targets)"
     assert all(_state(r) in FINAL - {"CRASHED", "CANCELLED"} for r in all_runs.values())
     assert _state(after_final) == "COMPLETED", _message(after_final)
-    closers = [e for e in transitions if e["payload"]["transition"] == "closed"]
+    closers = [e for e in transitions if e.payload["transition"] == "closed"]
     assert len(closers) == 1, "one probe closed the breaker"
 
     # ---- spread over the workers -------------------------------------------------------------
@@ -370,19 +376,19 @@ def _drive(fleet: Any, api: Any, state: Any, flaky: Any, slack: Any, targets: Pa
           f"{paused_observations} observations of the paused sync; Slack roots {len(roots)}; phases {phases}")
 
 
-def _pump(fleet: Any, api: Any, start: Callable[[str], str], *, until: Callable[[], Any], timeout: float,
+def _pump(fleet: Any, api: Any, start: Callable[[str], Any], *, until: Callable[[], Any], timeout: float,
           on_poll: Callable[[], None]) -> None:
     """Keep IN_FLIGHT runs going (2 mixed : 1 healthy-only) until *until*, then drain them."""
-    in_flight: set[str] = set()
+    in_flight: set[Any] = set()
     n = 0
     deadline = time.monotonic() + timeout
     stop = False
     while True:
         on_poll()
         if in_flight:
-            for run in api.flow_runs(list(in_flight)):
+            for run in fleet.flow_runs(api, list(in_flight)):
                 if _state(run) in FINAL:
-                    in_flight.discard(run["id"])
+                    in_flight.discard(run.id)
         if not stop and until():
             stop = True
         if stop and not in_flight:

@@ -1,40 +1,40 @@
-"""The fleet's REST client against a real local HTTP server that is briefly busy.
+"""The fleet harness talks to its server with Prefect's own client, retries included.
 
-A Prefect server answers 503 while its database is busy (the CI failure that
-motivated this: ``create_flow_run`` on the SQLite-backed server). The client
-must ride it out the way Prefect's own client does, and must not retry what is
-not transient.
+A Prefect server answers 503 while its database is busy (the CI failure that once
+motivated a home-made retrying client: ``create_flow_run`` on the SQLite-backed
+server). The harness now uses ``SyncPrefectClient`` (``cxhealth.lab.fleet.client``),
+whose retries of 408/429/502/503 are Prefect's; these tests check, against a real
+local HTTP server that is briefly busy, that the harness keeps them (it neither
+disables nor wraps them) and that what is not transient is not retried.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
-from deployments.fleet import FleetAPI
+from cxhealth.lab import fleet
 
 
 class _Busy:
-    """An HTTP server that answers *busy* 503s (or a fixed status) before a JSON 200."""
+    """An HTTP server that answers *busy* times with *status* (Retry-After: 0) before a 200."""
 
     def __init__(self, busy: int, status: int = 503) -> None:
         self.requests: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                self.rfile.read(int(self.headers.get("content-length") or 0))
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer.requests.append(self.path)
                 if len(outer.requests) <= busy:
                     body, code = b'{"exception_message":"Service Unavailable"}', status
                 else:
-                    body, code = json.dumps({"id": "run-1"}).encode(), 201
+                    body, code = b"true", 200
                 self.send_response(code)
                 self.send_header("content-type", "application/json")
+                self.send_header("retry-after", "0")  # no waiting in the test
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -52,7 +52,7 @@ class _Busy:
 
 
 @pytest.fixture
-def busy_server(request):
+def busy_server():
     servers: list[_Busy] = []
 
     def make(busy: int, status: int = 503) -> _Busy:
@@ -64,23 +64,30 @@ def busy_server(request):
         s.close()
 
 
+def test_the_harness_client_is_prefects_own():
+    from prefect.client.orchestration import SyncPrefectClient
+
+    assert isinstance(fleet.client("http://127.0.0.1:9/api"), SyncPrefectClient)
+
+
 def test_a_busy_server_is_retried_until_it_answers(busy_server):
     server = busy_server(busy=2)
-    with FleetAPI(server.url) as api:
-        run = api.run_deployment("d-1", {"targets": ["a"]})
-    assert run == {"id": "run-1"}
-    assert server.requests == ["/api/deployments/d-1/create_flow_run"] * 3
+    with fleet.client(server.url) as api:
+        assert fleet.healthy(api)
+    assert server.requests == ["/api/health"] * 3
 
 
-def test_a_server_busy_past_the_attempts_fails_with_its_status(busy_server):
-    server = busy_server(busy=10)
-    with FleetAPI(server.url, attempts=3) as api, pytest.raises(httpx.HTTPStatusError, match="503"):
-        api.run_deployment("d-1")
-    assert len(server.requests) == 3
+def test_a_server_busy_past_prefects_retries_is_not_healthy(busy_server):
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
+
+    server = busy_server(busy=100)
+    with fleet.client(server.url) as api:
+        assert not fleet.healthy(api)
+    assert len(server.requests) == PREFECT_CLIENT_MAX_RETRIES.value() + 1
 
 
 def test_a_client_error_is_not_retried(busy_server):
     server = busy_server(busy=1, status=422)
-    with FleetAPI(server.url) as api, pytest.raises(httpx.HTTPStatusError, match="422"):
-        api.run_deployment("d-1", {"bad": object.__name__})
+    with fleet.client(server.url) as api:
+        assert not fleet.healthy(api)
     assert len(server.requests) == 1

@@ -1,8 +1,14 @@
-"""A local cxhealth fleet: Prefect server on PostgreSQL, a process work pool, N workers.
+"""The lab's local fleet: Prefect server on PostgreSQL, a process work pool, N workers.
 
-    python deployments/fleet.py up   [--workers 3] [--state-dir DIR] [--db-name cxhealth_fleet] [--fresh] ...
-    python deployments/fleet.py status [--state-dir DIR] [--json]
-    python deployments/fleet.py down [--state-dir DIR] [--drop-db]
+A test and benchmark harness for one machine (tests/test_fleet.py, bench/bench_fleet.py,
+deployments/FLEET.md), run from a cxhealth checkout; not something a user deploys. It
+drives Prefect's own CLI (``prefect server start``, ``prefect worker start``,
+``prefect block register``, ``prefect deploy``) and talks to the server with Prefect's
+own client (:func:`client`), whose retries of the server's transient answers are Prefect's.
+
+    python -m cxhealth.lab.fleet up   [--workers 3] [--state-dir DIR] [--db-name cxhealth_fleet] [--fresh] ...
+    python -m cxhealth.lab.fleet status [--state-dir DIR] [--json]
+    python -m cxhealth.lab.fleet down [--state-dir DIR] [--drop-db]
 
 ``up`` does, in order (see deployments/FLEET.md):
 
@@ -301,138 +307,80 @@ def drop_database(pg_url: str, db_name: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# the Prefect API (plain HTTP: no Prefect import, no settings cached in-process)
+# the Prefect API: Prefect's own client (it retries the server's 408/429/502/503,
+# Retry-After honoured, PREFECT_CLIENT_MAX_RETRIES times), pointed at this fleet
 # ---------------------------------------------------------------------------
 
-# What Prefect's own client retries (prefect.client.base): the server answers 503
-# when its database is busy (SQLite's "database is locked", a PostgreSQL pool
-# timeout) and the request's transaction was rolled back, so a retry is safe.
-TRANSIENT_STATUSES = frozenset({408, 429, 502, 503})
+def client(api_url: str, timeout: float = 30.0) -> Any:
+    """Prefect's synchronous API client for the fleet at *api_url* (use it as a context manager).
 
-
-def _retrying_transport(max_attempts: int = 6, max_wait_s: float = 8.0) -> Any:
-    """An httpx transport that retries the server's transient answers, as Prefect's client does."""
-    import httpx
-    from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
-
-    def wait(state: Any) -> float:
-        response = state.outcome.result()
-        asked = response.headers.get("retry-after", "")
-        backoff = wait_exponential_jitter(initial=0.5, max=max_wait_s)(state)
-        return max(backoff, float(asked)) if asked.isdigit() else backoff
-
-    class Transport(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            def once() -> httpx.Response:
-                response = super(Transport, self).handle_request(request)
-                if response.status_code in TRANSIENT_STATUSES:
-                    response.read()  # frees the connection before the retry
-                    response.close()
-                return response
-
-            retrying = Retrying(retry=retry_if_result(lambda r: r.status_code in TRANSIENT_STATUSES),
-                                stop=stop_after_attempt(max_attempts), wait=wait,
-                                retry_error_callback=lambda state: state.outcome.result())
-            return retrying(once)
-
-    return Transport()
-
-
-class FleetAPI:
-    """A thin REST client for the fleet's server (used by status, the tests, the bench).
-
-    Like Prefect's own client, it retries the server's transient answers
-    (408/429/502/503, up to *attempts* in all, Retry-After honoured).
+    The URL is passed explicitly, so the caller's own Prefect profile (or the test
+    harness' settings) is never consulted for where the fleet is.
     """
+    from prefect.client.orchestration import SyncPrefectClient
 
-    def __init__(self, api_url: str, timeout: float = 10.0, attempts: int = 6) -> None:
-        import httpx
+    return SyncPrefectClient(api_url, httpx_settings={"timeout": timeout})
 
-        self.api_url = api_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.api_url, timeout=timeout, transport=_retrying_transport(attempts))
 
-    def close(self) -> None:
-        self.http.close()
+def healthy(api: Any) -> bool:
+    """True when the server answers its health check."""
+    return api.api_healthcheck() is None
 
-    def __enter__(self) -> "FleetAPI":
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def online_workers(api: Any, pool: str) -> set[str]:
+    return {w.name for w in api.read_workers_for_work_pool(pool) if str(getattr(w.status, "value", w.status))
+            == "ONLINE"}
 
-    def _ok(self, response: Any) -> Any:
-        response.raise_for_status()
-        return response.json() if response.content else None
 
-    def healthy(self) -> bool:
-        try:
-            return self.http.get("/health", timeout=2).status_code == 200
-        except Exception:  # noqa: BLE001 - not up yet
-            return False
+def flow_runs(api: Any, ids: Sequence[Any]) -> list[Any]:
+    """The flow runs with these ids (one filter request)."""
+    if not ids:
+        return []
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    def workers(self, pool: str) -> list[dict]:
-        return self._ok(self.http.post(f"/work_pools/{pool}/workers/filter", json={}))
+    return api.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(ids))), limit=200)
 
-    def queues(self, pool: str) -> list[dict]:
-        return self._ok(self.http.post(f"/work_pools/{pool}/queues/filter", json={}))
 
-    def queue(self, pool: str, name: str) -> dict:
-        return self._ok(self.http.get(f"/work_pools/{pool}/queues/{name}"))
+def task_runs(api: Any, flow_run_ids: Sequence[Any]) -> list[Any]:
+    """Every task run of these flow runs (paged)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    def deployment(self, flow_name: str, deployment_name: str) -> dict:
-        return self._ok(self.http.get(f"/deployments/name/{flow_name}/{deployment_name}"))
+    out: list[Any] = []
+    ids = list(flow_run_ids)
+    for i in range(0, len(ids), 50):
+        offset = 0
+        while True:
+            page = api.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[i:i + 50])),
+                                      limit=200, offset=offset)
+            out += page
+            if len(page) < 200:
+                break
+            offset += 200
+    return out
 
-    def deployments(self) -> list[dict]:
-        return self._ok(self.http.post("/deployments/filter", json={}))
 
-    def automations(self) -> list[dict]:
-        return self._ok(self.http.post("/automations/filter", json={}))
+def events(api: Any, names: Sequence[str], *, resource_prefix: str | None = None) -> list[Any]:
+    """Events by name (every page, the last day), oldest first."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOrder, EventResourceFilter
 
-    def create_deployment(self, body: Mapping[str, Any]) -> dict:
-        return self._ok(self.http.post("/deployments/", json=dict(body)))
+    flt = EventFilter(event=EventNameFilter(name=list(names)), order=EventOrder.ASC,
+                      resource=EventResourceFilter(id_prefix=[resource_prefix]) if resource_prefix else None)
+    page = api.read_events(flt, limit=50)
+    found = list(page.events)
+    while page.next_page:
+        page = api.read_events_page(page.next_page)
+        found += page.events
+    return found
 
-    def run_deployment(self, deployment_id: str, parameters: Mapping[str, Any] | None = None,
-                       **extra: Any) -> dict:
-        body = {"parameters": dict(parameters or {}), **extra}
-        return self._ok(self.http.post(f"/deployments/{deployment_id}/create_flow_run", json=body))
 
-    def flow_run(self, flow_run_id: str) -> dict:
-        return self._ok(self.http.get(f"/flow_runs/{flow_run_id}"))
-
-    def flow_runs(self, ids: Sequence[str]) -> list[dict]:
-        if not ids:
-            return []
-        return self._ok(self.http.post("/flow_runs/filter", json={"flow_runs": {"id": {"any_": list(ids)}},
-                                                                 "limit": 200}))
-
-    def task_runs(self, flow_run_ids: Sequence[str]) -> list[dict]:
-        out: list[dict] = []
-        ids = list(flow_run_ids)
-        for i in range(0, len(ids), 50):
-            offset = 0
-            while True:
-                page = self._ok(self.http.post("/task_runs/filter", json={
-                    "flow_runs": {"id": {"any_": ids[i:i + 50]}}, "limit": 200, "offset": offset}))
-                out += page
-                if len(page) < 200:
-                    break
-                offset += 200
-        return out
-
-    def events(self, names: Sequence[str], *, resource_prefix: str | None = None,
-               since: str | None = None) -> list[dict]:
-        """Events by name (every page), oldest first."""
-        flt: dict[str, Any] = {"event": {"name": list(names)}, "order": "ASC"}
-        if resource_prefix:
-            flt["resource"] = {"id_prefix": [resource_prefix]}
-        if since:
-            flt["occurred"] = {"since": since}
-        page = self._ok(self.http.post("/events/filter", json={"filter": flt, "limit": 50}))
-        events = list(page.get("events") or [])
-        while page.get("next_page"):
-            page = self._ok(self.http.get(page["next_page"]))
-            events += page.get("events") or []
-        return events
+def twin_deployment(api: Any, base: Any, name: str, **changes: Any) -> Any:
+    """A copy of deployment *base* (same flow, entrypoint, pull steps, pool) under *name*; returns its id."""
+    values = dict(flow_id=base.flow_id, name=name, entrypoint=base.entrypoint, path=base.path,
+                  pull_steps=base.pull_steps, work_pool_name=base.work_pool_name,
+                  work_queue_name=base.work_queue_name, parameter_openapi_schema=base.parameter_openapi_schema,
+                  enforce_parameter_schema=base.enforce_parameter_schema, job_variables=base.job_variables,
+                  tags=base.tags)
+    return api.create_deployment(**{**values, **changes})
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2,
@@ -452,6 +400,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2
 # up / down / status
 # ---------------------------------------------------------------------------
 
+def _answers(api: Any) -> bool:
+    """The health check during startup and in status: a refused connection is "not yet", not an error."""
+    try:
+        return healthy(api)
+    except Exception:  # noqa: BLE001 - not up (yet)
+        return False
+
+
 def _log_tail(path: str | Path, lines: int = 15) -> str:
     try:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
@@ -466,11 +422,13 @@ def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lam
         raise ValueError("--workers must be at least 1")
     if o.database not in ("postgres", "sqlite"):
         raise ValueError("--database must be postgres or sqlite")
+    if not PREFECT_FILE.is_file():
+        raise FleetError(f"{PREFECT_FILE} not found: the fleet harness runs from a cxhealth checkout")
     state_dir = Path(o.state_dir).expanduser().resolve()
     existing = FleetState.load(state_dir)
     if existing is not None and any(is_running(p.pid) for p in existing.processes):
         raise FleetError(f"a fleet is already running from {state_dir} (API {existing.api_url}); "
-                         f"run `python deployments/fleet.py down --state-dir {state_dir}` first")
+                         f"run `python -m cxhealth.lab.fleet down --state-dir {state_dir}` first")
     state_dir.mkdir(parents=True, exist_ok=True)
     home, logs = state_dir / "prefect-home", state_dir / "logs"
     home.mkdir(exist_ok=True)
@@ -499,9 +457,9 @@ def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lam
                         server_env, server_log)
         state.processes.append(Proc("server", "server", server.pid, str(server_log)))
         state.save()
-        with FleetAPI(state.api_url) as api:
+        with client(state.api_url, timeout=5) as api:
             deadline = time.monotonic() + o.startup_timeout_s
-            while not api.healthy():
+            while not _answers(api):
                 if not is_running(server.pid):
                     raise FleetError(f"the Prefect server exited during startup:\n{_log_tail(server_log)}")
                 if time.monotonic() > deadline:
@@ -534,8 +492,7 @@ def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lam
                 for p in state.workers:
                     if not is_running(p.pid):
                         raise FleetError(f"worker {p.name} exited during startup:\n{_log_tail(p.log)}")
-                seen = {w["name"] for w in api.workers(o.pool) if w.get("status") == "ONLINE"}
-                return set(names) <= seen
+                return set(names) <= online_workers(api, o.pool)
 
             wait_for(online, o.startup_timeout_s, 0.2, f"{o.workers} workers online")
             state.timings["up_s"] = round(time.monotonic() - t0, 1)
@@ -619,16 +576,16 @@ def status(state_dir: Path | str = DEFAULT_STATE_DIR) -> dict[str, Any]:
                       for p in state.processes],
         "flow_run_processes": len([p for p in marked_pids(state.id) if p not in {q.pid for q in state.processes}]),
     }
-    with FleetAPI(state.api_url, timeout=5) as api:
-        out["api_healthy"] = api.healthy()
+    with client(state.api_url, timeout=5) as api:
+        out["api_healthy"] = _answers(api)
         if out["api_healthy"]:
-            out["workers"] = [{"name": w["name"], "status": w.get("status"), "last_heartbeat": w.get("last_heartbeat_time")}
-                              for w in api.workers(state.pool)]
-            out["queues"] = [{"name": q["name"], "paused": q.get("is_paused"), "status": q.get("status")}
-                             for q in api.queues(state.pool)]
-            out["deployments"] = sorted(f"{d.get('name')} (paused)" if d.get("paused") else d.get("name")
-                                        for d in api.deployments())
-            out["automations"] = sorted(a["name"] for a in api.automations())
+            out["workers"] = [{"name": w.name, "status": str(getattr(w.status, "value", w.status)),
+                               "last_heartbeat": str(w.last_heartbeat_time)}
+                              for w in api.read_workers_for_work_pool(state.pool)]
+            out["queues"] = [{"name": q.name, "paused": q.is_paused, "status": str(getattr(q.status, "value", q.status))}
+                             for q in api.read_work_queues(work_pool_name=state.pool)]
+            out["deployments"] = sorted(f"{d.name} (paused)" if d.paused else d.name for d in api.read_deployments())
+            out["automations"] = sorted(a.name for a in api.read_automations())
     out["up"] = any(p["running"] for p in out["processes"])
     return out
 
@@ -654,7 +611,7 @@ def _print_status(s: Mapping[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python deployments/fleet.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cxhealth.lab.fleet", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start server, workers; register blocks; deploy; create the Automations")
     p_down = sub.add_parser("down", help="stop everything the fleet started")
@@ -687,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 worker_poll_s=args.poll, scheduler=args.scheduler, ui=args.ui)
             state = up(opts, echo=print)
             print(f"\nUI  {state.ui_url}\nexport PREFECT_API_URL={state.api_url}\n"
-                  f"state and logs: {state.state_dir}\ndown: python deployments/fleet.py down"
+                  f"state and logs: {state.state_dir}\ndown: python -m cxhealth.lab.fleet down"
                   + (f" --state-dir {state.state_dir}" if Path(state.state_dir) != DEFAULT_STATE_DIR.resolve() else ""))
         elif args.command == "down":
             report = down(args.state_dir, drop_db=args.drop_db, pg_url=args.pg_url)

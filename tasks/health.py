@@ -29,6 +29,7 @@ from cxhealth.tasks.breaker import Breaker, BreakerStatus, Decision, Transition
 from cxhealth.tasks.checks.endpoints import EndpointResult, check_endpoints
 from cxhealth.tasks.checks.http import client_for
 from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
+from cxhealth.tasks.remedies import remediation_for
 from cxhealth.tasks.targets import Target, TargetConfigError
 from cxhealth.tasks.timefmt import utc_text
 from cxhealth.tasks.addresses import diagnose_addresses
@@ -222,7 +223,7 @@ class TargetReport:
     def to_dict(self) -> dict[str, Any]:
         diagnosis = self.handshake.diagnosis if self.handshake else None
         oauth = self.token.oauth if self.token else None
-        return {"name": self.name, "platform": self.platform, "healthy": self.healthy, "stage": self.stage,
+        doc = {"name": self.name, "platform": self.platform, "healthy": self.healthy, "stage": self.stage,
                 "cause": self.cause, "summary": self.summary, "host": self.host,
                 "token_host": self.handshake.host if self.handshake else None,
                 "handshake": diagnosis.to_dict() if diagnosis is not None else None,
@@ -233,6 +234,10 @@ class TargetReport:
                 "started_at": self.started_at.isoformat(timespec="seconds"), "ms": self.ms,
                 **({"config_error": self.failure.summary} if self.failure and self.failure.cause == CONFIG_ERROR
                    else {})}
+        # What to do, decided once here (tasks/remedies.py) for every reader downstream: the CLI
+        # table, the report artifact and Slack render this list, none of them re-derives it.
+        doc["remediation"] = remediation_for(doc) if not self.healthy else []
+        return doc
 
 
 # --- the stages -------------------------------------------------------------------------

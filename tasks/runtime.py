@@ -10,8 +10,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used (one actionable line)."""
+from cxhealth.tasks.targets import ConfigError  # the one root of configuration errors  # noqa: E402
 
 
 def alert_settings(config: Any, environ: Mapping[str, str] | None = None) -> Any | None:

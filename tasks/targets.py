@@ -44,7 +44,7 @@ else:  # pragma: no cover - 3.10 needs the backport (tomli; python_version<'3.11
     import tomli as tomllib
 
 __all__ = [
-    "BreakerSettings", "HistorySettings", "Resolve", "Secret", "SlackSettings", "TLS_POLICY_KEYS", "Target", "TargetConfigError",
+    "BreakerSettings", "ConfigError", "HistorySettings", "Resolve", "Secret", "SlackSettings", "TLS_POLICY_KEYS", "Target", "TargetConfigError",
     "TargetKeys", "TLSPolicyKeys", "SlackKeys", "TargetsConfig", "load_targets", "optional_keys", "parse_targets",
     "resolve_secret",
 ]
@@ -60,7 +60,15 @@ _INLINE_SECRET_KEYS = {
 }
 
 
-class TargetConfigError(ValueError):
+class ConfigError(ValueError):
+    """A configuration that cannot be used (one actionable line); the CLI makes it exit 2.
+
+    The root of every configuration error: the targets file's, the blocks', the
+    breaker store's, the alerts'.
+    """
+
+
+class TargetConfigError(ConfigError):
     """A targets file (or block values) that cannot be used; one actionable line."""
 
 

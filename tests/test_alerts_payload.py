@@ -11,6 +11,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from cxhealth.tasks.alerts import payload as P
+from cxhealth.tasks.remedies import remediation_for
 from cxhealth.tasks.tls.model import Cause
 from cxhealth.tasks.alerts.payload import build_breaker_message, build_incident_message, derive_cause
 
@@ -69,6 +70,8 @@ def sample_result(name: str = "genesys-prod", cause: str = "cert_expired", *, he
     if cause == "unhealthy":
         result["cause"] = "unhealthy"
     result.update(over)
+    # As the report stage does (tasks/health.py TargetReport.to_dict): the report carries what to do.
+    result.setdefault("remediation", [] if healthy else remediation_for(result))
     return result
 
 
@@ -206,8 +209,6 @@ def test_remediation_follows_the_failed_stage() -> None:
 
 
 def test_an_endpoint_failure_leads_with_that_connections_own_fix() -> None:
-    from cxhealth.tasks.alerts.payload import remediation_for
-
     result = {"name": "t", "healthy": False, "stage": "endpoints", "handshake": {"remediation": []},
               "endpoints": [{"path": "/a", "ok": True, "remediation": []},
                             {"path": "/b", "ok": False, "cause": "protocol_version_mismatch",

@@ -27,7 +27,6 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from cxhealth.tasks.remedies import remediation_for
 from cxhealth.tasks.tls.model import Cause
 
 # Slack's documented limits (api.slack.com/reference/block-kit/blocks).
@@ -308,7 +307,9 @@ def build_incident_message(
     b.truncated |= cut
     b.add(1, fields)
 
-    remediation = remediation_for(result)
+    # The report says what to do (tasks/remedies.py's rule, applied when the report was built);
+    # the payload only renders it.
+    remediation = [str(r) for r in result.get("remediation") or () if r]
     if remediation:
         lines = "\n".join(f"{i}. {r}" for i, r in enumerate(remediation[:10], 1))
         more = f"\n…and {len(remediation) - 10} more" if len(remediation) > 10 else ""

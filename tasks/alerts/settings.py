@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxhealth.tasks.secrets import Secret
-from cxhealth.tasks.targets import SlackSettings, TargetConfigError
+from cxhealth.tasks.targets import ConfigError, SlackSettings, TargetConfigError
 
 __all__ = ["AlertConfigError", "AlertSettings", "DEFAULT_API_BASE", "Secret"]
 
@@ -24,7 +24,7 @@ DEFAULT_API_BASE = "https://slack.com/api/"
 _DEFAULT = {key: info.default for key, info in SlackSettings.model_fields.items()}
 
 
-class AlertConfigError(ValueError):
+class AlertConfigError(ConfigError):
     """The ``[slack]`` configuration cannot work (names the setting, never a secret value)."""
 
 

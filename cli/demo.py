@@ -68,6 +68,8 @@ def run_demo(args: Any) -> int:
         os.environ.update(DEMO_SECRETS)
         targets = state / "targets.toml"
         write_targets(targets, state, lab, fake, slack)
+        with targets.open("a", encoding="utf-8") as fh:  # the history stays in the state directory too
+            fh.write(f'\n[history]\nstore = "sqlite:///{state / "history.sqlite3"}"\n')
         _say(f"targets: {targets}")
         _say("  genesys-prod          a healthy Genesys-style target (client credentials)")
         _say("  nice-prod             a healthy NICE-style target (discovery + password grant)")
@@ -104,6 +106,7 @@ def run_demo(args: Any) -> int:
             _say(f"    fix: {step}")
 
         _proxy_step(lab)
+        _history_step(state)
 
         _heading("the gate in front of a WFM sync")
         from cxhealth.flows.wfm_sync import gated_wfm_sync
@@ -169,6 +172,54 @@ def _proxy_step(lab: Any) -> None:
             _say(f"  {label:15} via {url}: {d.cause.value} — {d.summary[:160]}")
     _say("  the same through your proxy: cxhealth diagnose HOST --proxy http://[user@]host:port "
          "[--proxy-password-env VAR]; cxhealth proxy-audit --platform genesys --region REGION")
+
+
+def _history_step(state: Path) -> None:
+    """What the checks remember (contract §4): a drift named when it happens, an intermittent failure named."""
+    from cxhealth.lab.changing import ChangingTLSServer
+    from cxhealth.tasks.health import check_targets
+    from cxhealth.tasks.history import record_reports
+    from cxhealth.tasks.runtime import breaker_for
+    from cxhealth.tasks.targets import load_targets
+
+    _heading("what the checks remember: drift and intermittent failures")
+    with ChangingTLSServer() as gateway, ChangingTLSServer(addresses=("127.0.0.2", "127.0.0.3")) as pool:
+        pool.set_versions("1.2", "1.2", address="127.0.0.2")
+        pool.set_versions("1.3", "1.3", address="127.0.0.3")
+        path = state / "history-targets.toml"
+        tables = [gateway.target_values("gateway"), pool.target_values("pool-tls12-client", tls_max="1.2")]
+        lines = [f'[breaker]\nthreshold = 100\nstore = "sqlite:///{state / "history-breaker.sqlite3"}"\n',
+                 f'[history]\nstore = "sqlite:///{state / "history.sqlite3"}"\n']
+        for t in tables:
+            lines += ["[[target]]", *(f"{k} = {json.dumps(v)}" for k, v in t.items()), ""]
+        path.write_text("\n".join(lines), encoding="utf-8")
+        config = load_targets(path)
+        env = {**gateway.env(), **pool.env()}
+
+        def check(label: str) -> None:
+            async def go() -> list:
+                breaker = breaker_for(config)
+                try:
+                    return await check_targets(list(config.targets), breaker, env)
+                finally:
+                    breaker.close()
+
+            docs = [r.to_dict() for r in asyncio.run(go())]
+            record_reports(config.history, docs)
+            _say(f"  {label}")
+            for d in docs:
+                verdict = "healthy" if d["healthy"] else f"UNHEALTHY, {d.get('persistence')}: {d['summary'][:240]}"
+                _say(f"    {d['name']}: {verdict}")
+                for e in d.get("drift") or []:
+                    _say(f"      drift {e['code']} on {e['host']}" + (f" ({e['address']})" if e.get("address") else "")
+                         + f": {e['from']} -> {e['to']}")
+
+        check("check 1 (a gateway on TLS 1.3; a pool whose two addresses differ):")
+        check("check 2 (nothing changed: nothing new is said):")
+        gateway.set_versions("1.2", "1.2")
+        check("check 3 (the gateway's pool went TLS 1.2-only):")
+    _say(f"  read it back: .venv/bin/cxhealth history --targets {path} --since 1d")
+    _say(f"  for Prometheus: .venv/bin/cxhealth metrics --targets {path} --listen 127.0.0.1:9466")
 
 
 def _quiet_prefect_console() -> None:

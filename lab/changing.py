@@ -94,6 +94,7 @@ class ChangingTLSServer:
         self.addresses = tuple(addresses)
         self.client_id = client_id
         self.client_secret = "ch-" + secrets.token_urlsafe(16)
+        self.secret_env = f"{ENV_NAME}_{secrets.token_hex(3).upper()}"  # one per server: several can share an env
         self._lock = threading.Lock()
         self._tokens: set[str] = set()
         self._profiles = {a: Profile() for a in self.addresses}
@@ -229,13 +230,13 @@ class ChangingTLSServer:
 
     # -- a target at this host ---------------------------------------------------------
     def env(self) -> dict[str, str]:
-        return {ENV_NAME: self.client_secret}
+        return {self.secret_env: self.client_secret}
 
     def target_values(self, name: str = "lab-changing", **overrides: Any) -> dict[str, Any]:
         """A generic-platform ``[[target]]`` at this host (token and API on it)."""
         base = f"https://{self.host}:{self.port}"
         values: dict[str, Any] = {
-            "name": name, "platform": "generic", "client_id": self.client_id, "client_secret_env": ENV_NAME,
+            "name": name, "platform": "generic", "client_id": self.client_id, "client_secret_env": self.secret_env,
             "token_url": f"{base}/oauth/token", "api_base": base, "endpoints": ["/v1/health"],
             "ca_bundle": self.ca_bundle, "resolve": [f"{self.host}:{self.port}:{','.join(self.addresses)}"],
             "timeout": 3.0,

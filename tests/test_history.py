@@ -242,7 +242,7 @@ class TestStores:
     def test_postgres_gives_the_same_answers(self, pg_url, sqlite_store):
         pg = open_history_store(pg_url)
         try:
-            assert pg.schema_version() == sqlite_store.schema_version() == 1
+            assert pg.schema_version() == sqlite_store.schema_version() == 2
             assert replay(pg) == replay(sqlite_store)
             assert [o.to_dict() for o in pg.observations()] == [o.to_dict() for o in sqlite_store.observations()]
             assert [d.to_dict() for d in pg.drift_events()] == [d.to_dict() for d in sqlite_store.drift_events()]
@@ -255,7 +255,7 @@ class TestStores:
         with open_history_store(url) as s:
             s.record([obs(0)], now=T0)
         with open_history_store(url) as s:
-            assert s.schema_version() == 1 and len(s.observations()) == 1
+            assert s.schema_version() == 2 and len(s.observations()) == 1
 
     def test_newer_schema_is_refused_with_one_line(self, tmp_path):
         url = f"sqlite:///{tmp_path}/h.sqlite3"
@@ -389,6 +389,33 @@ class TestRecording:
         assert docs[0]["drift"] == []
 
 
+def test_a_check_failing_after_a_good_handshake_is_a_failed_check(sqlite_store):
+    record_target_observations(report(), sqlite_store, clock=lambda: T0)
+    refused = report()
+    refused.update(healthy=False, stage="oauth", cause="invalid_client", endpoints=[])
+    record_target_observations(refused, sqlite_store, clock=lambda: T0 + timedelta(minutes=5))
+    assert refused["persistence"] == "transient"
+    again = dict(refused, endpoints=[])
+    record_target_observations(again, sqlite_store, clock=lambda: T0 + timedelta(minutes=10))
+    assert (again["persistence"], again["persistence_since"]) == ("persistent", (T0 + timedelta(minutes=5)).isoformat())
+
+
+def test_version_1_store_is_migrated(tmp_path):
+    from cxhealth.tasks.history import store as st
+
+    path = tmp_path / "h.sqlite3"
+    with sqlite3.connect(path) as db:  # a store as the first release wrote it
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in st.MIGRATIONS[0]:
+            db.execute(statement.format(id="INTEGER PRIMARY KEY", float="REAL"))
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        db.execute("INSERT INTO observations (at, target, host, port, address, cause, stage, ok) "
+                   "VALUES (1.0, 't', 'h', 443, '', 'ok', 'handshake', 1)")
+    with open_history_store(f"sqlite:///{path}") as s:
+        assert s.schema_version() == 2
+        assert [o.check_ok for o in s.observations()] == [None]
+
+
 def test_history_table_in_targets_file(tmp_path):
     from cxhealth.tasks.targets import TargetConfigError, parse_targets
 
@@ -465,3 +492,12 @@ def test_report_trend_sparkline_and_changes(sqlite_store):
     md = target_markdown(last)
     assert "▁" in md and "█" in md and "2026-11-01 12:15 UTC `protocol_changed`" in md
     assert "Trend and changes" in report_markdown({"healthy": True, "targets": [last]})
+
+
+def test_alert_says_the_persistence():
+    from cxhealth.tasks.alerts.payload import build_incident_message
+    from tests.test_alerts_payload import sample_result
+
+    result = {**sample_result("lab"), "persistence": "persistent", "persistence_since": "2026-11-01T12:00:00+00:00"}
+    message = json.dumps(build_incident_message(result, cause="cert_expired").to_dict(), ensure_ascii=False)
+    assert "persistent since" in message

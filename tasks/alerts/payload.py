@@ -299,7 +299,7 @@ def build_incident_message(
             ("Chain depth", str(len(chain)) if chain else "—"),
             ("Handshake", _fmt_ms(hs.get("handshake_ms"))),
             ("Breaker", breaker_text),
-            ("Attempts", f"seen {occurrences}× in this incident"),
+            ("Attempts", f"seen {occurrences}× in this incident" + _persistence_text(result)),
             ("Severity", severity),
             ("OAuth", _oauth_field(result.get("oauth"))),
         ]
@@ -363,6 +363,15 @@ def build_incident_message(
     text = f"[{severity}] {name}: {cause} — {summary}"
     message = b.build(text)
     return message
+
+
+def _persistence_text(result: Mapping[str, Any]) -> str:
+    """The history's judgement of the failure (contract §4), when the report carries it."""
+    kind = result.get("persistence")
+    if not kind:
+        return ""
+    since = result.get("persistence_since")
+    return f"; {kind}" + (f" since {_fmt_time(since)}" if since else "")
 
 
 def _oauth_field(oauth: Any) -> str:

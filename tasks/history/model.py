@@ -113,6 +113,7 @@ class Observation:
     stage: str = "handshake"
     count: int = 1
     until: datetime | None = None
+    check_ok: bool | None = None   # the whole check's verdict (a token refused after a good handshake: False)
 
     @property
     def ok(self) -> bool:

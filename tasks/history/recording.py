@@ -11,6 +11,7 @@ warning in the report.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 from urllib.parse import urlsplit
@@ -114,7 +115,7 @@ def record_target_observations(doc: MutableMapping[str, Any], store: Any, clock:
         doc["persistence"], doc["persistence_since"] = None, None
     at = clock()
     try:
-        observations = observations_from_report(doc, at)
+        observations = [replace(o, check_ok=not unhealthy) for o in observations_from_report(doc, at)]
         events = store.record(observations, now=at) if observations else []
         doc["drift"] = [e.to_dict() for e in events]
         doc["trend"] = {"handshake_ms": [{"at": iso(when), "ms": ms} for when, ms in store.trend(str(doc["name"]))],

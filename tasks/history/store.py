@@ -45,7 +45,7 @@ from .model import CheckOutcome, DriftCode, DriftEvent, HistoryPolicy, Observati
 DEFAULT_STORE = "sqlite:///~/.cxhealth/history.sqlite3"
 COMPACT_PER_WRITE = 16
 RETAIN_PER_WRITE = 500
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class HistoryError(RuntimeError):
@@ -78,22 +78,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX drift_target ON drift (target, at)",
         "CREATE INDEX drift_at ON drift (at)",
     ),
+    (  # 2: the check's own verdict (a check can fail after a good handshake: the token, an endpoint)
+        "ALTER TABLE observations ADD COLUMN check_ok INTEGER",
+    ),
 )
 
 _OBS_COLUMNS = ("o.at, o.until, o.count, o.target, o.host, o.port, o.address, o.proxy, o.protocol, o.cipher, "
                 "c.fingerprints, c.root, c.issuer, c.not_after, c.leaf_not_after, c.leaf_key, o.handshake_ms, "
-                "o.cause, o.stage")
+                "o.cause, o.stage, o.check_ok")
 _OBS_FROM = "observations o LEFT JOIN chains c ON c.id = o.chain_id"
 
 
 def _observation(row: Sequence[Any]) -> Observation:
     (at, until, count, target, host, port, address, proxy, protocol, cipher, fps, root, issuer, not_after,
-     leaf_not_after, leaf_key, ms, cause, stage) = row
+     leaf_not_after, leaf_key, ms, cause, stage, check_ok) = row
     return Observation(at=_dt(at), target=target, host=host, port=int(port), address=address or None, proxy=proxy,
                        protocol=protocol, cipher=cipher, chain=tuple(fps.split(",")) if fps else (), root=root,
                        issuer=issuer, not_after=_dt(not_after), leaf_not_after=_dt(leaf_not_after),
                        leaf_key=leaf_key, handshake_ms=float(ms) if ms is not None else None, cause=cause,
-                       stage=stage, count=int(count), until=_dt(until))
+                       stage=stage, count=int(count), until=_dt(until),
+                       check_ok=None if check_ok is None else bool(int(check_ok)))
 
 
 def _drift(row: Sequence[Any]) -> DriftEvent:
@@ -179,9 +183,11 @@ class SqlHistoryStore:
                     chain_id = self._chain_id(o, new_chains)
                     self._execute(
                         "INSERT INTO observations (at, count, rollup, target, host, port, address, proxy, protocol, "
-                        "cipher, chain_id, handshake_ms, cause, stage, ok) VALUES (?, 1, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "cipher, chain_id, handshake_ms, cause, stage, ok, check_ok) "
+                        "VALUES (?, 1, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (_ts(o.at), o.target, o.host, o.port, o.address or "", o.proxy, o.protocol, o.cipher,
-                         chain_id, o.handshake_ms, o.cause, o.stage, 1 if o.ok else 0))
+                         chain_id, o.handshake_ms, o.cause, o.stage, 1 if o.ok else 0,
+                         None if o.check_ok is None else int(o.check_ok)))
                 for e in events:
                     self._execute("INSERT INTO drift (at, target, host, port, address, code, from_value, to_value) "
                                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -239,7 +245,8 @@ class SqlHistoryStore:
         if cut is None:
             return
         old = self._rows(f"SELECT id, at, proxy, protocol, cipher, chain_id, handshake_ms, cause, stage FROM observations "
-                         f"WHERE {where} AND rollup = 0 AND ok = 1 AND at <= ? ORDER BY at LIMIT ?",
+                         f"WHERE {where} AND rollup = 0 AND ok = 1 AND COALESCE(check_ok, 1) = 1 AND at <= ? "
+                         f"ORDER BY at LIMIT ?",
                          (*key, cut[0], COMPACT_PER_WRITE))
         for (row_id, at, proxy, protocol, cipher, chain_id, ms, cause, stage) in old:
             day = float(at) - float(at) % 86400
@@ -333,25 +340,30 @@ class SqlHistoryStore:
                                         (target, cutoff, self.policy.persistence_checks))]
         if not ats:
             return [], None
-        rows = self._rows("SELECT at, host, port, address, ok FROM observations WHERE target = ? AND rollup = 0 "
-                          "AND at >= ? AND at <= ?", (target, min(ats), max(ats)))
+        rows = self._rows("SELECT at, host, port, address, ok, check_ok FROM observations WHERE target = ? "
+                          "AND rollup = 0 AND at >= ? AND at <= ?", (target, min(ats), max(ats)))
         per: dict[float, dict[tuple, list[int]]] = {a: {} for a in ats}
-        for at, host, port, _address, ok in rows:
+        check_failed: set[float] = set()
+        for at, host, port, _address, ok, check_ok in rows:
             if at in per:
                 per[at].setdefault((host, port), []).append(int(ok))
+                if check_ok is not None and not int(check_ok):
+                    check_failed.add(at)
         outcomes = []
         for at in ats:
             hosts = per[at]
-            failed = any(0 in oks for oks in hosts.values())
+            failed = at in check_failed or any(0 in oks for oks in hosts.values())
             split = any(0 in oks and 1 in oks for oks in hosts.values())
             outcomes.append(CheckOutcome(_dt(at), failed, split))
         started = None
         if all(c.failed for c in outcomes):
             last_ok = self._one("SELECT at FROM observations WHERE target = ? AND rollup = 0 AND at < ? "
-                                "GROUP BY at HAVING MIN(ok) = 1 ORDER BY at DESC LIMIT 1", (target, min(ats)))
+                                "GROUP BY at HAVING MIN(ok) = 1 AND MIN(COALESCE(check_ok, 1)) = 1 ORDER BY at DESC LIMIT 1",
+                                (target, min(ats)))
             rolled = self._one("SELECT MAX(until) FROM observations WHERE target = ? AND rollup = 1", (target,))
             bound = max([v for v in ((last_ok or (None,))[0], (rolled or (None,))[0], cutoff) if v is not None])
-            first = self._one("SELECT MIN(at) FROM observations WHERE target = ? AND ok = 0 AND rollup = 0 AND at > ?",
+            first = self._one("SELECT MIN(at) FROM observations WHERE target = ? AND (ok = 0 OR check_ok = 0) "
+                              "AND rollup = 0 AND at > ?",
                               (target, bound))
             started = _dt(first[0]) if first and first[0] is not None else None
         return outcomes, started

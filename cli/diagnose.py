@@ -434,6 +434,11 @@ def render_text(d: Diagnosis, now: datetime | None = None) -> str:
         bits.append(f"reason {ev['reason']}")
     if ev.get("verify_code") is not None:
         bits.append(f"verify code {ev['verify_code']} ({ev.get('verify_message')})")
+    proxy = ev.get("proxy") if isinstance(ev.get("proxy"), dict) else None
+    if proxy and d.cause.value.startswith("proxy_") and proxy.get("status_line"):
+        bits.append(f"the proxy answered {proxy['status_line']!r}"
+                    + (f" offering {', '.join(proxy['auth_schemes'])}" if proxy.get("auth_schemes") else "")
+                    + (f" ({proxy['x_squid_error']})" if proxy.get("x_squid_error") else ""))
     bits.append(f"{d.handshakes} handshake(s)")
     probes = [p for p in ev.get("probes", [])[1:]]
     if probes:

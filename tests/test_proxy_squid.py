@@ -216,3 +216,18 @@ def test_a_missing_intermediate_is_fetched_through_the_proxy(tls_lab, squid):
     [record] = doc["evidence"]["aia"]
     assert record["ok"] is True and record["proxy"] == squid.url("plain")
     assert squid.wait_for_log("GET " + s.aia_url)
+
+
+def test_the_text_report_names_the_proxy_and_its_answer(tls_lab, squid):
+    s = tls_lab.scenarios["healthy"]
+    code, out, err = run_cli("diagnose", s.target, "--ca-bundle", s.ca_bundle, "--proxy", squid.url("auth"))
+    assert code == 1 and err == ""
+    assert f"FAIL {s.host}:{s.port} via proxy {squid.url('auth')} -- proxy_auth_required" in out
+    assert "the proxy answered 'HTTP/1.1 407 Proxy Authentication Required' offering Basic" in out
+
+
+def test_a_proxy_user_without_a_password_is_told_so(tls_lab, squid):
+    code, doc = diagnose(tls_lab.scenarios["healthy"], "--proxy", squid.url("auth", PROXY_USER))
+    assert (code, doc["cause"]) == (1, "proxy_auth_required")
+    assert doc["evidence"]["proxy"]["credentials_sent"] is False
+    assert "without a password" in doc["summary"] and "--proxy-password-env" in doc["remediation"][0]

@@ -174,7 +174,7 @@ class RoutingBackend(httpcore.AsyncNetworkBackend):
         try:
             answer = await exchange_connect(send, recv, host, port, proxy, self._env)
             if not answer.ok:
-                failure = failure_from_answer(answer, proxy, host, port)
+                failure = failure_from_answer(answer, proxy, host, port, self._env)
         except NotHTTPAnswer as exc:
             failure = unreachable(proxy, "NOT_HTTP", f"{proxy.host}:{proxy.port} is not an HTTP proxy ({exc})")
         except (EOFError, httpcore.ReadError, httpcore.WriteError, OSError):

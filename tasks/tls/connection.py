@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from .proxy import (MAX_ANSWER_HEAD, MAX_BODY_PEEK, PROXY_UNREACHABLE, NotHTTPAnswer, Proxy, ProxyAnswer,
                     ProxyFailure, authority, body_first_line, connect_request, head_complete, kind_of_answer,
-                    parse_answer_head)
+                    parse_answer_head, proxy_authorization)
 
 Send = Callable[[bytes], Awaitable[None]]
 Recv = Callable[[int], Awaitable[bytes]]
@@ -80,11 +80,12 @@ async def exchange_connect(send: Send, recv: Recv, host: str, port: int, proxy: 
     return ProxyAnswer(answer.status, answer.status_line, answer.headers, first)
 
 
-def failure_from_answer(answer: ProxyAnswer, proxy: Proxy, host: str, port: int) -> ProxyFailure:
+def failure_from_answer(answer: ProxyAnswer, proxy: Proxy, host: str, port: int,
+                        env: Mapping[str, str] | None = None) -> ProxyFailure:
     kind = kind_of_answer(answer)
     evidence = {**proxy.describe(), **answer.describe(), "connect_target": authority(host, port)}
     if kind == "proxy_auth_required":
-        evidence["credentials_sent"] = proxy.username is not None
+        evidence["credentials_sent"] = bool(proxy_authorization(proxy, env))
     return ProxyFailure(kind=kind, reason=f"HTTP_{answer.status}", message=answer.status_line, evidence=evidence)
 
 
@@ -200,7 +201,7 @@ async def open_tunnel_socket(proxy: Proxy, host: str, port: int, *, timeout: Cal
                 "status_line": answer.status_line}
     if not answer.ok:
         sock.close()
-        fail = failure_from_answer(answer, proxy, host, port)
+        fail = failure_from_answer(answer, proxy, host, port, env)
         fail.evidence.update(address=address, proxy_connect_ms=proxy_connect_ms, tunnel_ms=evidence["tunnel_ms"])
         return Opened(None, {"connect_ms": _ms(start), **fail.to_fields()}, fail.evidence, fail)
     return Opened(sock, {"connect_ms": _ms(start)}, evidence)

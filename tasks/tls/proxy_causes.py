@@ -69,6 +69,10 @@ def proxy_verdict(kind: str, message: str | None, evidence: Mapping[str, Any] | 
         if ev.get("credentials_sent"):
             who = f"the credentials of {ev.get('user')!r}"
             summary = f"The proxy {via} answered CONNECT {target} with {said}: it rejected {who}; it offers {offered}."
+        elif ev.get("user"):
+            summary = (f"The proxy {via} answered CONNECT {target} with {said}: it requires authentication and the "
+                       f"user {ev.get('user')!r} was given without a password (--proxy-password-env VAR); it offers "
+                       f"{offered}.")
         else:
             summary = (f"The proxy {via} answered CONNECT {target} with {said}: it requires authentication and no "
                        f"credentials were configured; it offers {offered}.")

@@ -175,3 +175,38 @@ def test_a_bad_proxy_setting_in_targets_is_exit_2_in_one_line(tmp_path, platform
     Path(path).write_text(Path(path).read_text().replace("[defaults]", '[defaults]\nproxy_password = "x"', 1))
     code, _, err = run_cli("run", "--targets", path)
     assert code == 2 and "proxy_password_env" in err
+
+
+@pytest.mark.slow
+def test_the_flow_through_squid_stops_at_interception_and_keeps_no_proxy_password(prefect_harness, tmp_path,
+                                                                                 platform, platform_squid, env):
+    """integration-health as a Prefect flow: through the authenticated tunnel it is healthy; through the
+    intercepting port it fails at the handshake with zero token requests; neither the proxy password nor
+    the client secret is in any file Prefect keeps (its database included)."""
+    import asyncio
+
+    from cxhealth.flows.integration_health import integration_health
+    from tests.test_flows import _database_file
+
+    async def flow_report(path: str) -> dict:
+        state = await integration_health(targets=None, targets_file=path, alerts=False, return_state=True)
+        report = state.result(raise_on_failure=False)
+        return await report if asyncio.iscoroutine(report) else report
+
+    url = platform_squid.url("auth", PROXY_USER)
+    path = write(tmp_path, platform, proxy=url, extra='\nproxy_password_env = "CXLAB_PROXY_PASSWORD"')
+    report = asyncio.run(flow_report(path))
+    [target] = report["targets"]
+    assert target["healthy"] and target["handshake"]["target"]["proxy"] == url
+    assert len(platform.token_requests) == 1
+    platform.reset()
+    report = asyncio.run(flow_report(write(tmp_path, platform, proxy=platform_squid.url("bump"))))
+    [target] = report["targets"]
+    assert (target["stage"], target["cause"]) == ("handshake", "proxy_interception")
+    assert platform.token_requests == []
+    db = _database_file()
+    files = [p for p in Path(prefect_harness).rglob("*") if p.is_file()]
+    files += [p for p in db.parent.glob(db.name + "*") if p.is_file()]
+    assert any(b"lab-genesys" in p.read_bytes() for p in files), "positive control: the grep sees run data"
+    for secret in (platform_squid.password, CANARY):
+        assert [str(p) for p in files if secret.encode() in p.read_bytes()] == []

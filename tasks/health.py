@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-from cxhealth.tasks.breaker import Breaker, BreakerStatus, Decision, Transition
+from cxhealth.tasks.breaker import Breaker, BreakerState, BreakerStatus, Decision, Transition
 from cxhealth.tasks.checks.endpoints import EndpointResult, check_endpoints
 from cxhealth.tasks.checks.http import client_for
 from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
@@ -259,6 +259,50 @@ def refusal(decision: Decision, host: str, stage_host_label: str = "") -> Failur
     return Failure("breaker_open", cause, why[0].upper() + why[1:], host, tuple(last.get("remediation") or ()))
 
 
+def handshake_lease_s(target: Target) -> float:
+    """The worst case of the handshake stage (its probe lease): the name lookup plus the
+    engine's budget of 3 timeouts (issue 14: a fixed 60 s let a second probe in while a
+    probe with a 25 s timeout was still running)."""
+    return 4 * float(target.timeout) + 5.0
+
+
+def endpoints_lease_s(target: Target) -> float:
+    """The worst case of the endpoints stage for an API host: every GET up to the retry
+    policy's attempts and waits, within its budget."""
+    from cxhealth.tasks.checks.retry import RetryPolicy
+
+    retry = RetryPolicy()
+    per_request = float(target.timeout) * retry.max_attempts + retry.max_backoff_s
+    return len(target.endpoint_paths or ("/",)) * per_request + retry.budget_s + 5.0
+
+
+def _early_failure(first: Any, endpoint: Any, policy: Any) -> tuple[str, str, tuple[str, ...]]:
+    """Cause, summary and fixes the first failed probe alone shows (the diagnosis goes on and
+    may refine them; the breaker counts the failure now)."""
+    from cxhealth.tasks.tls import classify as cl
+    from cxhealth.tasks.tls.model import Cause
+    from cxhealth.tasks.tls.remediation import Facts, remediation_for
+
+    codes = {10: Cause.CERT_EXPIRED, 9: Cause.CERT_NOT_YET_VALID, 62: Cause.HOSTNAME_MISMATCH,
+             64: Cause.HOSTNAME_MISMATCH, 18: Cause.SELF_SIGNED, 19: Cause.SELF_SIGNED}
+    summary = None
+    if first.verify_code is not None:
+        cause = codes.get(first.verify_code, Cause.UNTRUSTED_ROOT)
+    else:
+        try:
+            verdict = cl.classify_handshake_failure(first, [first], host=endpoint.verify_name,
+                                                    tls_min=policy.tls_min, tls_max=policy.tls_max,
+                                                    client_cert_supplied=bool(policy.client_cert))
+            cause, summary = verdict.cause, verdict.summary
+        except Exception:  # noqa: BLE001 - a first guess must never cost the breaker its count
+            cause = Cause.CONNECTION_RESET
+    what = first.verify_message or first.reason or first.error_kind or "handshake failed"
+    summary = summary or f"{endpoint.host}:{endpoint.port}: the handshake failed ({what})"
+    fixes = remediation_for(cause, Facts(host=endpoint.host, port=endpoint.port, ca_bundle=policy.ca_bundle,
+                                         tls_min=policy.tls_min, tls_max=policy.tls_max))
+    return cause.value, summary, tuple(fixes)
+
+
 async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = utcnow) -> HandshakeResult:
     """Diagnose the token host before any credential is sent (under its breaker)."""
     try:
@@ -266,27 +310,58 @@ async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = ut
     except (TargetConfigError, ValueError) as exc:
         return HandshakeResult(host="", port=0, failure=Failure("handshake", CONFIG_ERROR, str(exc)))
     host = endpoint.host
-    decision = await asyncio.to_thread(breaker.admit, host)
+    decision = await asyncio.to_thread(breaker.admit, host, handshake_lease_s(target))
     view = BreakerView.of_decision(decision)
     if not decision.admitted:
         return HandshakeResult(host, endpoint.port, decision, breaker=view, failure=refusal(decision, host))
+    early: dict[str, Any] = {}  # the failure as soon as it is known (issue 14: not after the whole diagnosis)
+
+    async def on_handshake_failure(first: Any) -> None:
+        if early.get("recorded"):
+            return  # one failure per check, however many addresses (diagnosed at once) fail
+        early["recorded"] = True
+        cause, summary, fixes = _early_failure(first, endpoint, policy)
+        early["t"] = await asyncio.to_thread(
+            breaker.record_failure, host,
+            failure_summary(cause, summary, fixes, host=host, stage="handshake", at=clock()), decision)
+
+    async def should_continue() -> bool:
+        """An admitted diagnosis stops its extra probes once the host's breaker is open."""
+        if early.get("t") is not None:
+            return False  # this very check opened (or reopened) it
+        status = await asyncio.to_thread(breaker.status, host)
+        return status.state is BreakerState.CLOSED or (decision.is_probe and status.state is BreakerState.HALF_OPEN)
+
     try:
-        policy, options = target.policy(), target.diagnose_options()
+        policy = target.policy()
+        options = replace(target.diagnose_options(), on_handshake_failure=on_handshake_failure,
+                          should_continue=should_continue)
         # Every address of the token host (several: resolve = ["h:443:a,b"], or DNS), contract §4.
         diagnosis: Diagnosis = await diagnose_addresses(endpoint, policy, options,
                                                         target.addresses_for(endpoint.host, endpoint.port))
     except (TargetConfigError, ValueError, OSError) as exc:  # e.g. a ca_bundle that cannot be read
+        await asyncio.to_thread(breaker.release, host, decision)
         return HandshakeResult(host, endpoint.port, decision, breaker=view,
                                failure=Failure("handshake", CONFIG_ERROR, f"target {target.name!r}: {exc}", host))
+    except BaseException:
+        await asyncio.to_thread(breaker.release, host, decision)
+        raise
     failure = None
     if diagnosis.ok:
         t = await asyncio.to_thread(breaker.record_success, host, decision)
     else:
         failure = Failure("handshake", diagnosis.cause.value, f"{host}:{endpoint.port}: {diagnosis.summary}", host,
                           tuple(diagnosis.remediation))
-        t = await asyncio.to_thread(breaker.record_failure, host,
-                                    failure_summary(diagnosis.cause.value, diagnosis.summary, diagnosis.remediation,
-                                                    host=host, stage="handshake", at=clock()), decision)
+        if early.get("recorded"):
+            t = early.get("t")
+        else:
+            t = await asyncio.to_thread(breaker.record_failure, host,
+                                        failure_summary(diagnosis.cause.value, diagnosis.summary,
+                                                        diagnosis.remediation, host=host, stage="handshake",
+                                                        at=clock()), decision)
+        if t is not None and early.get("recorded"):  # the transition carries the whole diagnosis' verdict
+            t = replace(t, summary=failure_summary(diagnosis.cause.value, diagnosis.summary, diagnosis.remediation,
+                                                   host=host, stage="handshake", at=clock()))
     if t is not None or not diagnosis.ok:
         view = BreakerView.of_status(await asyncio.to_thread(breaker.status, host), decision)
     return HandshakeResult(host, endpoint.port, decision, diagnosis, view, (t,) if t is not None else (), failure)
@@ -320,7 +395,7 @@ async def endpoints_stage(target: Target, breaker: Breaker, token: AccessToken, 
         if host == token_host:
             return None
         if host not in decisions:
-            decision = await asyncio.to_thread(breaker.admit, host)
+            decision = await asyncio.to_thread(breaker.admit, host, endpoints_lease_s(target))
             decisions[host] = decision
             if not decision.admitted:
                 refusals[host] = refusal(decision, host)

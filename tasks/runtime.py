@@ -31,7 +31,7 @@ def breaker_for(config: Any) -> Any:
     b = config.breaker
     try:
         return open_breaker(b.store, BreakerConfig(threshold=b.threshold, window_s=b.window_s, open_s=b.open_s,
-                                                   max_open_s=b.max_open_s))
+                                                   max_open_s=b.max_open_s, lease_s=float(getattr(b, "lease_s", None) or 60.0)))
     except ValueError as exc:
         raise ConfigError(f"[breaker] {exc}") from None
 

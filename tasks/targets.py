@@ -424,6 +424,9 @@ class BreakerSettings(_Table):
     window_s: Seconds = Field(default=60.0, description="Seconds within which those failures count.")
     open_s: Seconds = Field(default=30.0, description="First open time in seconds; doubles per consecutive trip.")
     max_open_s: Seconds = Field(default=300.0, description="Longest open time in seconds.")
+    lease_s: Optional[Seconds] = Field(
+        default=None, description="Seconds a probe may take before another caller probes in its place "
+                                  "(default and floor: the worst case of one check of any target).")
     store: Annotated[str, _rule(_store_url)] = Field(
         default="sqlite:///~/.cxhealth/breaker.sqlite3",
         description="sqlite:///path or redis://host:port/db, shared by every worker.")

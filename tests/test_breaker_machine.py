@@ -49,6 +49,12 @@ def make_breaker(clock: FakeClock, **config):
     return open_breaker("memory://", BreakerConfig(**config), clock=clock)
 
 
+def warm(breaker, host: str = HOST) -> None:
+    """A recent success: the cold-start in-flight limit is lifted (tests of concurrent callers)."""
+    decision = breaker.admit(host)
+    assert breaker.record_success(host, decision=decision) is None
+
+
 def trip(breaker, host: str = HOST):
     """Two failures from callers admitted while CLOSED; returns the opening transition."""
     first = breaker.record_failure(host, CAUSE, decision=breaker.admit(host))
@@ -133,6 +139,7 @@ def test_open_breaker_rejects_with_reopen_time_and_last_failure(clock):
 
 def test_failures_while_open_are_not_counted_and_return_nothing(clock):
     breaker = make_breaker(clock)
+    warm(breaker)
     admitted_before = [breaker.admit(HOST) for _ in range(5)]
     breaker.record_failure(HOST, CAUSE, decision=admitted_before[0])
     assert breaker.record_failure(HOST, CAUSE, decision=admitted_before[1]) is not None
@@ -208,6 +215,7 @@ def test_backoff_restarts_after_a_close(clock):
 
 def test_a_non_probe_success_never_closes_a_half_open_breaker(clock):
     breaker = make_breaker(clock)
+    warm(breaker)
     admitted_while_closed = breaker.admit(HOST)
     trip(breaker)
     clock.advance(30)
@@ -221,6 +229,7 @@ def test_a_non_probe_success_never_closes_a_half_open_breaker(clock):
 def test_a_failure_admitted_before_an_incident_that_ended_is_ignored(clock):
     # Given a caller admitted while CLOSED that is slow to report
     breaker = make_breaker(clock)
+    warm(breaker)
     slow = breaker.admit(HOST)
     trip(breaker)
     clock.advance(30)
@@ -377,3 +386,56 @@ def test_default_store_is_sqlite_under_home(tmp_path, monkeypatch):
     assert breaker.fallback_reason is None and breaker.store_name == "sqlite"
     assert (tmp_path / ".cxhealth" / "breaker.sqlite3").exists()
     breaker.close()
+
+
+# -- cold starts: the in-flight limit (contract §3) ---------------------------------
+
+
+def test_a_cold_host_lets_in_at_most_the_failures_still_allowed(clock):
+    waits = []
+    breaker = open_breaker("memory://", BreakerConfig(threshold=2, lease_s=40, wait_poll_s=1), clock=clock)
+    first, second = breaker.admit(HOST), breaker.admit(HOST)
+    assert first.admitted and second.admitted and first.lease and second.lease
+
+    def sleep(seconds):  # the injected sleep: time passes, and the second check fails meanwhile
+        waits.append(seconds)
+        clock.advance(seconds)
+        if len(waits) == 3:
+            breaker.record_failure(HOST, CAUSE, decision=second)
+
+    breaker._sleep, breaker._monotonic = sleep, clock  # noqa: SLF001
+    # A third caller waits while two are in flight (two failures would open the breaker) ...
+    assert breaker.record_failure(HOST, CAUSE, decision=first) is None
+    third = breaker.admit(HOST)
+    # ... and once the second fails and opens it, is rejected: it never reached the host
+    assert not third.admitted and third.state is BreakerState.OPEN and len(waits) == 3
+
+
+def test_a_slot_whose_holder_died_frees_after_its_lease(clock):
+    waits = []
+    breaker = open_breaker("memory://", BreakerConfig(threshold=2, lease_s=40, wait_poll_s=1), clock=clock)
+    held = [breaker.admit(HOST), breaker.admit(HOST)]
+    assert all(d.admitted for d in held)
+    breaker._sleep = lambda s: (waits.append(s), clock.advance(s))  # noqa: SLF001
+    breaker._monotonic = clock  # noqa: SLF001
+    late = breaker.admit(HOST)  # both holders are gone and never report
+    assert late.admitted and 39 <= sum(waits) <= 41
+
+
+def test_once_a_check_succeeds_everyone_proceeds(clock):
+    breaker = make_breaker(clock)
+    first, second = breaker.admit(HOST), breaker.admit(HOST)
+    breaker._sleep = lambda s: (_ for _ in ()).throw(AssertionError("must not wait"))  # noqa: SLF001
+    assert breaker.record_success(HOST, decision=first) is None
+    assert all(breaker.admit(HOST).admitted for _ in range(10))
+    # and a failure frees its slot too
+    breaker.record_failure(HOST, CAUSE, decision=second)
+    assert breaker.status(HOST).failures_in_window == 1
+
+
+def test_a_released_slot_is_free_at_once(clock):
+    breaker = make_breaker(clock)
+    held = [breaker.admit(HOST), breaker.admit(HOST)]
+    breaker._sleep = lambda s: (_ for _ in ()).throw(AssertionError("must not wait"))  # noqa: SLF001
+    breaker.release(HOST, held[0])
+    assert breaker.admit(HOST).admitted

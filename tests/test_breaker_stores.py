@@ -132,6 +132,28 @@ def test_a_whole_incident_on_every_store(store):
     assert breaker.admit(HOST).admitted
 
 
+def test_cold_start_in_flight_limit_on_every_store(store):
+    make, offset = store
+    breaker = make(BreakerConfig(threshold=2, lease_s=10))
+    once = breaker._admit_once  # noqa: SLF001 - one answer, without waiting
+    # No success recorded: as many in flight as failures still allowed (2), the next one waits
+    a, b = once(HOST), once(HOST)
+    assert a.admitted and b.admitted and a.lease and b.lease and a.lease != b.lease
+    waiting = once(HOST)
+    assert not waiting.admitted and waiting.wait and waiting.state is BreakerState.CLOSED
+    # One failure: one failure left before the threshold, and b is still in flight
+    assert breaker.record_failure(HOST, CAUSE, decision=a) is None
+    assert once(HOST).wait
+    # b's slot expires (its holder died): the next caller may go
+    offset.advance(11)
+    c = once(HOST)
+    assert c.admitted and not c.wait
+    # A success lifts the limit for everyone
+    assert breaker.record_success(HOST, decision=c) is None
+    assert all(once(HOST).admitted for _ in range(5))
+    assert breaker.status(HOST).failures_in_window == 1
+
+
 def test_window_on_every_store(store):
     make, offset = store
     breaker = make()

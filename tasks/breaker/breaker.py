@@ -175,8 +175,10 @@ class Breaker:
         reader: Callable[[], BreakerStore] | None = None,
         retry_after_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
+        self._sleep = sleep
         self.description = description
         self._factory = store_factory
         if isinstance(fallback, MemoryStore):
@@ -264,16 +266,36 @@ class Breaker:
 
     # -- the API --------------------------------------------------------------
 
-    def admit(self, host: str) -> Decision:
+    def admit(self, host: str, lease_s: float | None = None) -> Decision:
         """May a caller touch ``host`` now? Rejections come with ``reopen_at``.
 
         After a fallback period the local store may hold an OPEN the store never
-        saw (the failures were counted locally): it is obeyed until its time passes."""
+        saw (the failures were counted locally): it is obeyed until its time passes.
+
+        ``lease_s``: the worst case of this caller's check; its probe lease (or
+        cold-start slot) lasts that long if longer than ``[breaker] lease_s``.
+        """
         host = normalize_host(host)
-        lease = os.urandom(16).hex()  # used only if this caller becomes the probe
+        config = self.config if not lease_s or lease_s <= self.config.lease_s else replace(self.config, lease_s=lease_s)
+        started = self._monotonic()
+        while True:
+            decision = self._admit_once(host, config)
+            if not decision.wait:
+                return decision
+            # Cold start: as many checks are in flight as failures are still allowed.
+            # Wait for a slot, a success (then everyone proceeds) or the breaker to open;
+            # at the latest a slot's lease runs out (its holder may have died).
+            limit = config.lease_s + config.wait_poll_s
+            if self._monotonic() - started > limit:
+                return decision  # not admitted: never past the worst case of one check
+            self._sleep(self.config.wait_poll_s)
+
+    def _admit_once(self, host: str, config: BreakerConfig | None = None) -> Decision:
+        config = config or self.config
+        lease = os.urandom(16).hex()  # used only if this caller becomes the probe (or takes a slot)
         decision, fallback = self._run(
-            lambda s: s.admit(host, self.config, lease),
-            lambda f: self._obeyed_rejection(host, lease) or f.admit(host, self.config, lease),
+            lambda s: s.admit(host, config, lease),
+            lambda f: self._obeyed_rejection(host, lease) or f.admit(host, config, lease),
         )
         if fallback is None and decision.admitted and not decision.is_probe and self._fallback.has_records():
             local = self._fallback.peek_rejection(host, self.config)
@@ -312,10 +334,14 @@ class Breaker:
     def record_success(self, host: str, decision: Decision | None = None) -> Transition | None:
         """Report a successful handshake; returns the "closed" Transition to the probe.
 
-        Only the half-open probe's success changes anything (it closes the
-        breaker); a success of any other caller is a no-op and touches no store.
+        Only the half-open probe's success changes the state (it closes the
+        breaker); a cold-start caller's success frees its slot and lifts the
+        cold-start limit (everyone proceeds); any other success touches no store
+        unless the store's last success is getting old.
         """
-        if decision is None or not decision.is_probe or decision.lease is None:
+        if decision is None or not (decision.is_probe or decision.note_success):
+            return None
+        if decision.is_probe and decision.lease is None:
             return None
         host = normalize_host(host)
         if decision.fallback is not None:
@@ -329,6 +355,21 @@ class Breaker:
             lambda f: None,  # the lease lives in the unreachable store; it will expire there
         )
         return _flag(transition, fallback)
+
+    def release(self, host: str, decision: Decision | None) -> None:
+        """The admitted check ends without a handshake result (a configuration error,
+        a crash): free its cold-start slot so that nobody waits for its lease."""
+        if decision is None or not decision.admitted or decision.is_probe or not decision.lease:
+            return
+        host = normalize_host(host)
+        lease = decision.lease
+        try:
+            if decision.fallback is not None:
+                self._fallback.call(lambda f: f.release(host, lease))
+            else:
+                self._run(lambda s: s.release(host, lease), lambda f: None)
+        except (StoreUnavailable, RecordUnreadable):
+            pass  # it expires with its lease
 
     def force_open(self, host: str, reason: str) -> BreakerStatus:
         """Kill switch: reject every caller for ``host`` until :meth:`clear_override`."""

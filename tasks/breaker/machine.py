@@ -21,6 +21,14 @@ Rules (issue 4):
   taken over still counts: nobody else has probed.)
 * Overrides: FORCED_OPEN rejects everyone with no reopen time; DISABLED admits
   everyone and counts no failures. The machine underneath keeps its state.
+* Cold starts (contract §3): while CLOSED with no success recorded within
+  ``window_s``, at most ``threshold - failures_in_window`` callers are in flight
+  at once — each holds a slot (a lease of ``lease_s``); the next caller is told
+  to wait (``Decision.wait``) until a slot frees, a success is recorded (then
+  everyone proceeds) or the breaker opens (then everyone is rejected). So many
+  processes starting at once reach a failing host no more often than the same
+  checks one after another. A slot holder's result (or :func:`release`) frees
+  its slot; a dead holder's slot expires with its lease.
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ class BreakerRecord:
     override: Override | None = None
     override_reason: str | None = None
     epoch: int = 0
+    last_success: float | None = None
+    inflight: tuple[tuple[str, float], ...] = ()  # (slot token, expires) of cold-start callers
 
 
 def _decode(last_failure: str | None) -> dict | None:
@@ -82,7 +92,18 @@ def admit(
             epoch=record.epoch, store=store,
         )
     if record.state is _CLOSED:
-        return None, Decision(host, True, _CLOSED, epoch=record.epoch, store=store)
+        if _recent_success(record, now, config):
+            stale = now - float(record.last_success or 0) > config.window_s / 2
+            return None, Decision(host, True, _CLOSED, epoch=record.epoch, store=store, note_success=stale)
+        live = tuple(s for s in record.inflight if s[1] > now)
+        in_window = sum(1 for t in record.failures if now - t <= config.window_s)
+        allowed = max(config.threshold - in_window, 1)
+        if len(live) >= allowed:
+            return None, Decision(host, False, _CLOSED, reopen_at=to_datetime(min(e for _, e in live)),
+                                  epoch=record.epoch, store=store, wait=True)
+        new = replace(record, inflight=live + ((new_lease, now + config.lease_s),))
+        return new, Decision(host, True, _CLOSED, lease=new_lease, epoch=record.epoch, store=store,
+                             note_success=True)
     if record.state is _OPEN and record.reopen_at is not None and now < record.reopen_at:
         return None, Decision(
             host, False, _OPEN, reopen_at=to_datetime(record.reopen_at),
@@ -123,13 +144,14 @@ def record_failure(
         if epoch is not None and epoch != record.epoch:
             return None, None  # admitted before an incident that has since ended
         failures = tuple(t for t in record.failures if now - t <= config.window_s) + (now,)
+        inflight = tuple(s for s in record.inflight if s[1] > now and s[0] != lease)
         if len(failures) < config.threshold:
-            return replace(record, failures=failures), None
+            return replace(record, failures=failures, inflight=inflight), None
         trips = record.trips + 1
         reopen_at = now + config.open_duration(trips)
         new = replace(
             record, state=_OPEN, failures=(), trips=trips, reopen_at=reopen_at,
-            lease=None, lease_expires=None, last_failure=summary_json, epoch=record.epoch + 1,
+            lease=None, lease_expires=None, last_failure=summary_json, epoch=record.epoch + 1, inflight=(),
         )
         return new, Transition(
             TransitionKind.OPENED, host, to_datetime(now), to_datetime(reopen_at),
@@ -160,18 +182,35 @@ def record_success(
     """Report a successful handshake; only the half-open probe's success closes.
 
     A success while CLOSED does not clear the failure window: two failures
-    within ``window_s`` open the breaker whatever succeeded in between.
+    within ``window_s`` open the breaker whatever succeeded in between; it is
+    remembered (``last_success``: the cold-start limit is lifted) and frees the
+    caller's slot.
     """
     if record.state is _HALF_OPEN and lease is not None and lease == record.lease:
         new = replace(
             record, state=_CLOSED, failures=(), trips=0, reopen_at=None, lease=None,
-            lease_expires=None, last_failure=None, epoch=record.epoch + 1,
+            lease_expires=None, last_failure=None, epoch=record.epoch + 1, last_success=now, inflight=(),
         )
         return new, Transition(
             TransitionKind.CLOSED, host, to_datetime(now), None,
             _decode(record.last_failure), record.trips,
         )
+    if record.state is _CLOSED and (epoch is None or epoch == record.epoch):
+        # a cold-start caller's success: its slot frees and everyone proceeds
+        inflight = tuple(s for s in record.inflight if s[1] > now and s[0] != lease)
+        return replace(record, last_success=now, inflight=inflight), None
     return None, None
+
+
+def release(record: BreakerRecord, now: float, host: str, lease: str | None) -> BreakerRecord | None:
+    """Free a cold-start slot whose holder reports nothing (its check ended otherwise)."""
+    if lease is None or not any(s[0] == lease for s in record.inflight):
+        return None
+    return replace(record, inflight=tuple(s for s in record.inflight if s[1] > now and s[0] != lease))
+
+
+def _recent_success(record: BreakerRecord, now: float, config: BreakerConfig) -> bool:
+    return record.last_success is not None and now - record.last_success <= config.window_s
 
 
 def set_override(

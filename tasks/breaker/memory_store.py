@@ -58,6 +58,12 @@ class MemoryStore:
                 self._records[host] = new
         return transition
 
+    def release(self, host: str, lease: str | None) -> None:
+        with self._lock:
+            new = machine.release(self._records.get(host, _EMPTY), self._clock(), host, lease)
+            if new is not None:
+                self._records[host] = new
+
     def set_override(self, host: str, override: Override | None, reason: str | None) -> None:
         with self._lock:
             self._records[host] = machine.set_override(

@@ -64,8 +64,11 @@ class BreakerConfig:
     ``window_s`` is a sliding window over exact failure timestamps: a failure
     counts while ``now - t <= window_s``. The n-th consecutive trip opens the
     breaker for ``min(open_s * 2**(n-1), max_open_s)`` seconds. ``lease_s`` is
-    how long the half-open probe may take before another caller may probe in
-    its place (the prober may have died); it should exceed one whole check.
+    how long the half-open probe (or a cold-start caller's slot) may take
+    before another caller may take its place (the prober may have died); it
+    should exceed one whole check's worst case (``cxhealth run`` derives it from
+    the targets' timeouts). ``wait_poll_s``: how often a caller told to wait
+    asks again.
     """
 
     threshold: int = 2
@@ -73,11 +76,12 @@ class BreakerConfig:
     open_s: float = 30.0
     max_open_s: float = 300.0
     lease_s: float = 60.0
+    wait_poll_s: float = 0.1
 
     def __post_init__(self) -> None:
         if int(self.threshold) != self.threshold or self.threshold < 1:
             raise ValueError(f"breaker threshold must be an integer >= 1, got {self.threshold!r}")
-        for name in ("window_s", "open_s", "max_open_s", "lease_s"):
+        for name in ("window_s", "open_s", "max_open_s", "lease_s", "wait_poll_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"breaker {name} must be a number > 0, got {value!r}")
@@ -129,8 +133,13 @@ class Decision:
     ``record_success``/``record_failure`` decides the half-open breaker.
     ``epoch`` is the breaker's incident counter when the caller was admitted, so
     a result reported after the breaker opened and closed again is ignored.
-    ``fallback`` is not None when the configured store was unreachable and an
-    in-process breaker answered instead (the reason, for reports and logs).
+    ``fallback`` is not None when the configured store was unreachable and a
+    fallback answered instead (the reason, for reports and logs).
+    ``wait``: not admitted *yet* — the host has no recent success and as many
+    checks are in flight as failures are still allowed; ask again (the
+    :class:`~.breaker.Breaker` does, until ``reopen_at`` at the latest).
+    ``note_success``: a success of this caller should be recorded (it frees a
+    cold-start slot, or the store's last success is getting old).
     """
 
     host: str
@@ -145,6 +154,8 @@ class Decision:
     override_reason: str | None = None
     epoch: int | None = None
     store: str = ""
+    wait: bool = False
+    note_success: bool = False
 
     @property
     def is_rejected(self) -> bool:

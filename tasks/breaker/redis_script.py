@@ -15,13 +15,14 @@ BREAKER_LUA = r"""
 --
 -- KEYS[1]  the host's hash, hash-tagged "<prefix>:{<host>}" (Redis Cluster safe:
 --          the script touches this one key only)
--- ARGV[1]  op: admit | failure | success | override | status
+-- ARGV[1]  op: admit | failure | success | release | override | status
 -- ARGV[2]  seconds added to the server time (0 in production; tests move time)
 -- ARGV[3..7] threshold, window_s, open_s, max_open_s, lease_s
 -- ARGV[8]  admit: the new lease token; failure: the summary JSON;
 --          override: "forced_open" | "disabled" | "" (clear)
 -- ARGV[9]  failure/success: the caller's epoch ("" = unknown); override: reason
--- ARGV[10] failure/success: the caller's lease ("" = none)
+-- ARGV[10] failure/success/release: the caller's lease or cold-start slot ("" = none)
+--          (release: ARGV[8] is the slot)
 --
 -- Timestamps travel as "%.6f" strings: a Lua number in a reply is truncated to
 -- an integer.
@@ -54,7 +55,7 @@ end
 -- a record that cannot be read is an error for this host only (never guessed as CLOSED)
 local function unreadable(name) error('cxhealth breaker: unreadable record field ' .. name) end
 if r.state and r.state ~= 'closed' and r.state ~= 'open' and r.state ~= 'half_open' then unreadable('state') end
-for _, name in ipairs({'trips', 'reopen_at', 'lease_expires', 'epoch'}) do
+for _, name in ipairs({'trips', 'reopen_at', 'lease_expires', 'epoch', 'last_success'}) do
   if r[name] and not tonumber(r[name]) then unreadable(name) end
 end
 if r.failures then
@@ -68,6 +69,22 @@ local last_failure = r.last_failure
 local override = r.override
 local override_reason = r.override_reason
 local epoch = num(r.epoch) or 0
+local last_success = num(r.last_success)
+-- cold-start slots: "token=expires,token=expires"
+local inflight = {}
+if r.inflight then
+  for tok, exp in string.gmatch(r.inflight, '([^,=]+)=([^,]+)') do
+    if not tonumber(exp) then unreadable('inflight') end
+    inflight[#inflight + 1] = {tok, tonumber(exp)}
+  end
+end
+local function live_slots(except)
+  local kept = {}
+  for i = 1, #inflight do
+    if inflight[i][2] > now and inflight[i][1] ~= except then kept[#kept + 1] = inflight[i] end
+  end
+  return kept
+end
 
 local function save()
   local parts = {}
@@ -81,6 +98,12 @@ local function save()
   put('last_failure', last_failure)
   put('override', override)
   put('override_reason', override_reason)
+  put('last_success', fmt(last_success))
+  if #inflight > 0 then
+    local slots = {}
+    for i = 1, #inflight do slots[i] = inflight[i][1] .. '=' .. string.format('%.6f', inflight[i][2]) end
+    put('inflight', table.concat(slots, ','))
+  end
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(f))
 end
@@ -91,24 +114,44 @@ local function open_duration(n)
 end
 
 -- reply shapes:
--- admit:   {admitted, state, reopen_at, is_probe, lease, last_failure, override, reason, epoch}
+-- admit:   {admitted, state, reopen_at, is_probe, lease, last_failure, override, reason, epoch,
+--           wait, note_success}
 -- failure/success: {kind, at, reopen_at, summary, trips} or {} when nothing happened
 -- status:  {state, failures_in_window, reopen_at, trips, override, reason,
 --           last_failure, lease_expires, epoch, now}
 local function decision(admitted, st, at, is_probe, tok)
   return {admitted, st, fmt(at), is_probe, tok or false, last_failure or false,
-          override or false, override_reason or false, tostring(epoch)}
+          override or false, override_reason or false, tostring(epoch), 0, 0}
 end
 
 if op == 'admit' then
   if override == 'disabled' then
-    return {1, 'closed', false, 0, false, false, override, override_reason or false, tostring(epoch)}
+    return {1, 'closed', false, 0, false, false, override, override_reason or false, tostring(epoch), 0, 0}
   end
   if override == 'forced_open' then
     return decision(0, 'open', nil, 0, nil)
   end
   if state == 'closed' then
-    return {1, 'closed', false, 0, false, false, false, false, tostring(epoch)}
+    if last_success and now - last_success <= window_s then
+      local stale = 0
+      if now - last_success > window_s / 2 then stale = 1 end
+      return {1, 'closed', false, 0, false, false, false, false, tostring(epoch), 0, stale}
+    end
+    local live = live_slots(nil)
+    local in_window = 0
+    for i = 1, #failures do
+      if now - failures[i] <= window_s then in_window = in_window + 1 end
+    end
+    local allowed = math.max(threshold - in_window, 1)
+    if #live >= allowed then
+      local earliest = live[1][2]
+      for i = 2, #live do if live[i][2] < earliest then earliest = live[i][2] end end
+      return {0, 'closed', fmt(earliest), 0, false, false, false, false, tostring(epoch), 1, 0}
+    end
+    live[#live + 1] = {ARGV[8], now + lease_s}
+    inflight = live
+    save()
+    return {1, 'closed', false, 0, ARGV[8], false, false, false, tostring(epoch), 0, 1}
   end
   if state == 'open' and reopen_at and now < reopen_at then
     return decision(0, 'open', reopen_at, 0, nil)
@@ -134,10 +177,11 @@ elseif op == 'failure' then
     end
     kept[#kept + 1] = now
     failures = kept
+    inflight = live_slots(caller_lease)
     if #failures < threshold then save(); return {} end
     trips = trips + 1
     reopen_at = now + open_duration(trips)
-    state = 'open'; failures = {}; lease = nil; lease_expires = nil
+    state = 'open'; failures = {}; lease = nil; lease_expires = nil; inflight = {}
     last_failure = ARGV[8]; epoch = epoch + 1
     save()
     return {'opened', fmt(now), fmt(reopen_at), last_failure, tostring(trips)}
@@ -157,9 +201,23 @@ elseif op == 'success' then
     local resolved, n = last_failure, trips
     state = 'closed'; failures = {}; trips = 0; reopen_at = nil; lease = nil
     lease_expires = nil; last_failure = nil; epoch = epoch + 1
+    last_success = now; inflight = {}
     save()
     return {'closed', fmt(now), false, resolved or false, tostring(n)}
   end
+  local caller_epoch = num(opt(ARGV[9]))
+  if state == 'closed' and (caller_epoch == nil or caller_epoch == epoch) then
+    last_success = now
+    inflight = live_slots(caller_lease)
+    save()
+  end
+  return {}
+
+elseif op == 'release' then
+  local slot = opt(ARGV[8])
+  local found = false
+  for i = 1, #inflight do if inflight[i][1] == slot then found = true end end
+  if found then inflight = live_slots(slot); save() end
   return {}
 
 elseif op == 'override' then

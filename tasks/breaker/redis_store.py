@@ -110,7 +110,7 @@ class RedisStore:
 
     def _admit(self, host: str, config: BreakerConfig, new_lease: str) -> Decision:
         (admitted, state, at, is_probe, lease, last_failure, override, reason,
-         epoch) = self._run(host, config, "admit", new_lease)
+         epoch, wait, note_success) = self._run(host, config, "admit", new_lease)
         return Decision(
             host=host,
             admitted=bool(admitted),
@@ -123,6 +123,8 @@ class RedisStore:
             override_reason=_text(reason),
             epoch=int(epoch),
             store=self.name,
+            wait=bool(wait),
+            note_success=bool(note_success),
         )
 
     def record_failure(
@@ -142,6 +144,10 @@ class RedisStore:
             host, config, "success", "", "" if epoch is None else str(epoch), lease or ""
         )
         return _transition(host, reply)
+
+    def release(self, host: str, lease: str | None) -> None:
+        if lease:
+            self._run(host, BreakerConfig(), "release", lease)
 
     def set_override(self, host: str, override: Override | None, reason: str | None) -> None:
         # The config does not matter to an override; any valid one will do.

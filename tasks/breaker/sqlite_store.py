@@ -51,17 +51,21 @@ CREATE TABLE IF NOT EXISTS breaker (
     override        TEXT,
     override_reason TEXT,
     epoch           INTEGER NOT NULL,
-    updated_at      REAL NOT NULL
+    updated_at      REAL NOT NULL,
+    last_success    REAL,               -- the last success recorded (lifts the cold-start limit)
+    inflight        TEXT                -- JSON [[slot token, expires], ...] of cold-start callers
 )
 """
+#: Columns added after the first release: a file made by it gets them on open.
+_ADDED_COLUMNS = (("last_success", "REAL"), ("inflight", "TEXT"))
 _COLUMNS = (
     "state, failures, trips, reopen_at, lease, lease_expires, last_failure, "
-    "override, override_reason, epoch"
+    "override, override_reason, epoch, last_success, inflight"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM breaker WHERE host = ?"
 _UPSERT = (
     f"INSERT OR REPLACE INTO breaker (host, {_COLUMNS}, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _EMPTY = BreakerRecord()
 
@@ -114,6 +118,10 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("BEGIN IMMEDIATE")  # also proves the file is writable
             conn.execute(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(breaker)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE breaker ADD COLUMN {name} {kind}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.close()
@@ -172,7 +180,7 @@ class SQLiteStore:
             return _EMPTY
         row = rows[0]
         (state, failures, trips, reopen_at, lease, lease_expires, last_failure,
-         override, override_reason, epoch) = row
+         override, override_reason, epoch, last_success, inflight) = row
         try:
             record = BreakerRecord(
                 state=BreakerState(state),
@@ -185,6 +193,8 @@ class SQLiteStore:
                 override=Override(override) if override else None,
                 override_reason=override_reason,
                 epoch=int(epoch),
+                last_success=None if last_success is None else float(last_success),
+                inflight=tuple((str(t), float(e)) for t, e in json.loads(inflight or "[]")),
             )
             if record.state is BreakerState.UNKNOWN or (last_failure is not None and not isinstance(json.loads(last_failure), dict)):
                 raise ValueError("not a breaker state")
@@ -197,6 +207,7 @@ class SQLiteStore:
             host, r.state.value, json.dumps(list(r.failures)), r.trips, r.reopen_at,
             r.lease, r.lease_expires, r.last_failure,
             r.override.value if r.override else None, r.override_reason, r.epoch,
+            r.last_success, json.dumps([list(x) for x in r.inflight]) if r.inflight else None,
             self._clock(),
         ))
 
@@ -263,6 +274,9 @@ class SQLiteStore:
         return self._read_modify_write(
             host, lambda record, now: machine.record_success(record, now, config, host, epoch, lease),
         )
+
+    def release(self, host: str, lease: str | None) -> None:
+        self._read_modify_write(host, lambda record, now: (machine.release(record, now, host, lease), None))
 
     def set_override(self, host: str, override: Override | None, reason: str | None) -> None:
         self._read_modify_write(

@@ -49,6 +49,9 @@ class BreakerStore(Protocol):
         self, host: str, config: BreakerConfig, epoch: int | None, lease: str | None,
     ) -> Transition | None: ...
 
+    def release(self, host: str, lease: str | None) -> None:
+        """Free a cold-start slot whose holder reports no result."""
+
     def set_override(self, host: str, override: Override | None, reason: str | None) -> None: ...
 
     def status(self, host: str, config: BreakerConfig) -> BreakerStatus: ...

@@ -14,7 +14,7 @@ import ssl
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from . import chain as ch
 from . import classify as cl
@@ -42,6 +42,11 @@ class DiagnoseOptions:
     pins: ``sha256/BASE64`` SPKI pins; one chain cert must match one of them.
     aia: fetch missing intermediates from the AIA caIssuers URL.
     now: the clock, injected (validity windows, expiring-soon).
+    on_handshake_failure: awaited with the first (verified) probe as soon as it
+        has failed, before any extra probe: the caller records the failure at
+        once (the circuit breaker counts it while the diagnosis goes on).
+    should_continue: awaited before each extra probe; False skips it (the
+        host's breaker opened meanwhile: no new connection to it).
     """
 
     reference_ca_bundle: str | None = None
@@ -50,6 +55,8 @@ class DiagnoseOptions:
     aia: bool = True
     expiring_soon_days: int = 14
     now: Callable[[], datetime] = field(default=_utcnow, compare=False)
+    on_handshake_failure: Callable[[ProbeResult], Awaitable[None]] | None = field(default=None, compare=False)
+    should_continue: Callable[[], Awaitable[bool]] | None = field(default=None, compare=False)
 
 
 @functools.lru_cache(maxsize=64)
@@ -128,6 +135,9 @@ class _Run:
         if self.handshakes >= MAX_HANDSHAKES or left < 0.05:
             self.skipped.append(label)
             return None
+        if self.probes and self.options.should_continue is not None and not await self.options.should_continue():
+            self.skipped.append(label)  # the caller said stop (its breaker opened): no new connection
+            return None
         result = await probe(self.endpoint, context, label=label, timeout=min(self.timeout, left),
                              settings=settings, address=self.address, server_hostname=server_hostname,
                              check_post_handshake=post, deadline=self.deadline, first_request=first_request)
@@ -161,6 +171,8 @@ async def diagnose(endpoint: Endpoint, policy: TLSPolicy = TLSPolicy(),
     network = cl.classify_network(first, endpoint.host, endpoint.port, policy.timeout)
     if network is not None:
         return _finish(run, network, now)
+    if not first.ok and options.on_handshake_failure is not None:
+        await options.on_handshake_failure(first)  # known now: the caller records it before any extra probe
     try:
         if first.ok:
             return await _diagnose_success(run, first, now)

@@ -17,7 +17,7 @@ from cxhealth.blocks.breaker import CxBreakerSettings
 from cxhealth.blocks.secrets import BlockSecrets, synthetic_env_name
 from cxhealth.blocks.slack import CxSlackSettings
 from cxhealth.blocks.target import CxTarget
-from cxhealth.tasks.targets import BreakerSettings, TargetsConfig
+from cxhealth.tasks.targets import BreakerSettings, TargetConfigError, TargetsConfig
 
 
 class BlockReader:
@@ -84,8 +84,15 @@ async def aload_config_from_blocks(
     *,
     slack: str | None = None,
     breaker: str | None = None,
+    errors: dict[str, str] | None = None,
 ) -> tuple[TargetsConfig, BlockSecrets]:
     """Build the run's configuration from Prefect blocks (async; use it in async flows).
+
+    With *errors* (a dict to fill), one target block that is missing or invalid
+    does not stop the others: its error goes into ``errors[target name]`` (an
+    unknown name's error lists the CxHealth Target blocks there are) and the
+    returned config holds the targets that loaded. The flows pass it, so such a
+    target is reported unhealthy with its error while the rest are checked.
 
     Args:
         names: target names or ``CxHealth Target`` block names; ``None`` means
@@ -120,15 +127,28 @@ async def aload_config_from_blocks(
             wanted: list[tuple[str, str | None]] = [(n, None) for n in found]
         else:
             wanted = [(n if BLOCK_NAME.match(n) else block_name_for(n), n) for n in names]
-        blocks = await asyncio.gather(*(
-            reader.load(CxTarget, b, what="" if asked in (None, b) else f"for target {asked!r}")
-            for b, asked in wanted))
-        targets = []
-        for (block_name, asked), block in zip(wanted, blocks):
+        async def one(block_name: str, asked: str | None) -> Any:
+            block = await reader.load(CxTarget, block_name, what="" if asked in (None, block_name)
+                                      else f"for target {asked!r}")
             target = await block.to_target(block_name, reader)
             if asked is not None and asked not in (block_name, target.name):
                 raise BlockConfigError(f"no CxHealth Target block for target {asked!r} (block {block_name!r} "
                                        f"is target {target.name!r})")
+            return target
+
+        loaded = await asyncio.gather(*(one(b, asked) for b, asked in wanted), return_exceptions=errors is not None)
+        targets = []
+        known: list[str] | None = None
+        for (block_name, asked), target in zip(wanted, loaded):
+            if isinstance(target, BaseException):
+                if not isinstance(target, (BlockConfigError, TargetConfigError, ValueError)) or errors is None:
+                    raise target
+                message = f"prefect blocks: {first_line(target)}"
+                if asked is not None and "no " in message and " block named " in message:
+                    known = known if known is not None else await reader.names(CxTarget)
+                    message += f" (CxHealth Target blocks: {', '.join(known) or 'none'})"
+                errors[asked or block_name] = message
+                continue
             targets.append(target)
         seen: set[str] = set()
         for t in targets:

@@ -146,6 +146,31 @@ async def load_config(targets_file: str | None, names: Sequence[str] | None
     return config, list(config.targets), env  # already only the named blocks' targets
 
 
+async def load_run_config(targets_file: str | None, names: Sequence[str] | None
+                          ) -> tuple[Any, list[Any], Mapping[str, str] | None, dict[str, str]]:
+    """:func:`load_config` for a health run: a named target that is unknown, or whose
+    block is missing or invalid, is one error (naming its source; an unknown name lists
+    the known ones) in the returned ``{name: error}`` — reported as that target's
+    failure — instead of an error for the whole run."""
+    path = targets_file or os.environ.get("CXHEALTH_TARGETS") or None
+    errors: dict[str, str] = {}
+    if path is not None:
+        from cxhealth.tasks.targets import TargetConfigError, load_targets
+
+        config = load_targets(path)
+        selected = []
+        for n in names or [t.name for t in config.targets]:
+            try:
+                selected.append(config.target(n))
+            except TargetConfigError as exc:
+                errors[n] = str(exc)
+        return config, selected, None, errors
+    from cxhealth.blocks import aload_config_from_blocks
+
+    config, env = await aload_config_from_blocks(list(names) if names else None, errors=errors)
+    return config, list(config.targets), env, errors
+
+
 # --- events -----------------------------------------------------------------------------
 
 def _labels(d: Mapping[str, Any]) -> dict[str, str]:
@@ -246,7 +271,7 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     logger = get_run_logger()
     from cxhealth.tasks.runtime import alert_settings, breaker_for
 
-    config, selected, env = await load_config(targets_file, targets)
+    config, selected, env, errors = await load_run_config(targets_file, targets)
     settings = alert_settings(config, env) if alerts else None
     breaker = breaker_for(config)
     try:
@@ -256,6 +281,7 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
             runs = await asyncio.gather(*(check_target(t, breaker, env) for t in selected))
     finally:
         breaker.close()
+    runs = list(runs) + [config_error_report(name, error) for name, error in errors.items()]
     docs = [r.to_dict() for r in runs]
     try:
         from prefect.runtime import flow_run
@@ -278,8 +304,8 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
         emit_event(**spec)
     if settings is not None:
         report["alerts"] = await asyncio.to_thread(send_alerts, config, settings, docs)
-    if not detailed:
-        for d in docs:
+    for d in docs:
+        if not detailed or d.get("config_error"):  # a detailed run's task runs log their own line
             log_target(logger, d)
     if detailed:
         await asyncio.gather(

@@ -421,6 +421,16 @@ def test_a_flow_run_from_blocks_uses_their_secrets_and_leaves_them_nowhere(tmp_p
         assert {t["name"]: t["oauth"]["ok"] for t in report["targets"]} == {"lab-genesys": True, "lab-nice": True}
         assert len(fake.token_requests) == 2  # one token per target, with the block-held secrets
 
+        # one unknown target name is that target's failure (listing the blocks there are), not the run's
+        state = asyncio.run(integration_health(targets=["lab-genesys", "lab-typo"], alerts=False, return_state=True))
+        partial = state.result(raise_on_failure=False)
+        if asyncio.iscoroutine(partial):
+            partial = asyncio.run(partial)
+        by_name = {t["name"]: t for t in partial["targets"]}
+        assert state.is_failed() and by_name["lab-genesys"]["healthy"] is True
+        assert by_name["lab-typo"]["cause"] == "config_error"
+        assert "prefect blocks" in by_name["lab-typo"]["summary"] and "lab-genesys" in by_name["lab-typo"]["summary"]
+
     files = _prefect_files(prefect_harness)
     assert any(b"lab-genesys" in p.read_bytes() for p in files), "positive control: the grep sees run data"
     assert [str(p) for p in files if canary.encode() in p.read_bytes()] == []

@@ -318,3 +318,13 @@ def test_a_config_error_in_one_target_is_that_targets_failure(tmp_path, platform
     bad = by_name["no-secret"]
     assert (bad["stage"], bad["cause"]) == ("oauth", "config_error")
     assert "CXHEALTH_TEST_UNSET_SECRET" in bad["summary"]
+
+
+def test_an_unknown_target_name_is_that_targets_failure_listing_the_known_ones(prefect_harness, targets_file):
+    state, report = asyncio.run(_run(["lab-genesys", "lab-genesis"], targets_file))
+    by_name = {t["name"]: t for t in report["targets"]}
+    assert by_name["lab-genesys"]["healthy"] is True
+    typo = by_name["lab-genesis"]
+    assert typo["cause"] == "config_error" and str(targets_file) in typo["summary"]
+    assert "lab-genesys" in typo["summary"] and "tls12-trap" in typo["summary"], "the known names are listed"
+    assert "lab-genesis: handshake failed (config_error)" in state.message

@@ -181,9 +181,23 @@ def _labels(d: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def hosts_of(d: Mapping[str, Any]) -> set[str]:
+    """Every host a target's report says it uses (token host, API hosts, the breaker's)."""
+    hosts = {d.get("token_host"), d.get("host"), (d.get("breaker") or {}).get("host"),
+             (d.get("oauth") or {}).get("host")}
+    hosts |= {e.get("host") for e in d.get("endpoints") or []}
+    return {str(h) for h in hosts if h}
+
+
 def emit_events(docs: Sequence[Mapping[str, Any]]) -> None:
     """One event per target and one per breaker transition, cause and host in the resource's labels
-    (the event feed shows ``prefect.resource.name``; Automations match labels)."""
+    (the event feed shows ``prefect.resource.name``; Automations match labels). A breaker event is
+    related to every target of the run that uses its host (role ``target``): an Automation scoped
+    to a sync's targets matches it whichever target's check tripped the breaker."""
+    users: dict[str, list[str]] = {}
+    for d in docs:
+        for h in hosts_of(d):
+            users.setdefault(h, []).append(str(d["name"]))
     for d in docs:
         labels = _labels(d)
         name = d["name"] if d["healthy"] else f"{d['name']}: {d.get('cause')}" + (f" on {d['host']}" if d.get("host") else "")
@@ -203,12 +217,62 @@ def emit_events(docs: Sequence[Mapping[str, Any]]) -> None:
                         "prefect.resource.name": f"breaker {tr['host']} {kind}" + (f": {cause}" if kind == "opened" else ""),
                         "cxhealth.target": str(d["name"]), "cxhealth.host": str(tr["host"]), "cxhealth.cause": cause,
                         "cxhealth.transition": str(tr["kind"])}
+            targets = list(dict.fromkeys([str(d["name"])] + users.get(str(tr["host"]), [])))
             emit_event(event=f"cxhealth.breaker.{kind}", resource=resource,
-                       related=[{"prefect.resource.id": f"cxhealth.target.{d['name']}",
-                                 "prefect.resource.role": "target", "prefect.resource.name": str(d["name"])}],
+                       related=[{"prefect.resource.id": f"cxhealth.target.{name}", "prefect.resource.role": "target",
+                                 "prefect.resource.name": name} for name in targets],
                        payload={"transition": tr["kind"], "at": tr.get("at"), "reopen_at": tr.get("reopen_at"),
                                 "probe_at": utc_text(tr.get("reopen_at")), "trips": tr.get("trips"), "cause": cause,
                                 "summary": (tr.get("summary") or {}).get("summary")})
+
+
+async def note_held_runs(docs: Sequence[Mapping[str, Any]]) -> int:
+    """When a breaker opens, say so on every scheduled run of a deployment that depends on one of
+    its targets (``targets`` parameter; none given = every target): one ``cxhealth.sync.held`` event
+    per run, its resource the flow run, naming the breaker, the cause and when it lets a probe
+    through — what a run sitting in a paused work queue has to tell. Returns how many were noted."""
+    opened = [(d, tr) for d in docs for tr in d.get("transitions") or [] if tr["kind"] in ("opened", "reopened")]
+    if not opened:
+        return 0
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
+                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+
+    users: dict[str, set[str]] = {}
+    for d in docs:
+        for h in hosts_of(d):
+            users.setdefault(h, set()).add(str(d["name"]))
+    noted = 0
+    async with get_client() as client:
+        deployments = await client.read_deployments(limit=200)
+        for d, tr in opened:
+            affected = users.get(str(tr["host"]), set()) | {str(d["name"])}
+            cause = str((tr.get("summary") or {}).get("cause") or d.get("cause"))
+            for dep in deployments:
+                wanted = (dep.parameters or {}).get("targets")
+                if not isinstance(wanted, list) or not set(wanted) & affected:
+                    continue  # a deployment without a targets list is not a gated sync of these targets
+                runs = await client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])),
+                    flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))), limit=50)
+                note = (f"held: breaker {tr['host']} of {', '.join(sorted(set(wanted) & affected))} opened "
+                        f"({cause}); the cxhealth Automation pauses this sync's work queue until it closes; "
+                        f"it lets a probe through at {utc_text(tr.get('reopen_at')) or 'a later run'}")
+                for run in runs:
+                    emit_event(event="cxhealth.sync.held",
+                               resource={"prefect.resource.id": f"prefect.flow-run.{run.id}",
+                                         "prefect.resource.name": run.name, "cxhealth.host": str(tr["host"]),
+                                         "cxhealth.cause": cause},
+                               related=[{"prefect.resource.id": f"prefect.deployment.{dep.id}",
+                                         "prefect.resource.role": "deployment", "prefect.resource.name": dep.name},
+                                        {"prefect.resource.id": f"cxhealth.breaker.{tr['host']}",
+                                         "prefect.resource.role": "breaker", "prefect.resource.name": str(tr["host"])}],
+                               payload={"note": note, "breaker": tr["host"], "cause": cause,
+                                        "probe_at": utc_text(tr.get("reopen_at"))})
+                    noted += 1
+    return noted
 
 
 # --- the check of one target, as one task run ---------------------------------------------
@@ -302,6 +366,10 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
 
     for spec in drift_event_specs(docs):  # contract §4: cxhealth.tls.drift, for Automations
         emit_event(**spec)
+    try:
+        await note_held_runs(docs)
+    except Exception as exc:  # noqa: BLE001 - a note is a nicety; the Automation still holds the runs
+        logger.debug("could not note the held runs: %s", type(exc).__name__)
     if settings is not None:
         report["alerts"] = await asyncio.to_thread(send_alerts, config, settings, docs)
     for d in docs:

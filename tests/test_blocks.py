@@ -523,3 +523,69 @@ def test_prefect_yaml_deploys_names_only_on_the_pool_and_queues_the_automation_u
         assert set(d["parameters"]) <= {"targets", "targets_file", "alerts", "db_path"}
     automation = _automation_module()
     assert (automation.DEFAULT_POOL, automation.DEFAULT_QUEUE) == ("cxhealth-pool", "wfm-sync")
+
+
+def test_the_sync_automation_is_scoped_to_the_targets_its_deployment_names(capsys):
+    """Given prefect.yaml's sync deployment naming genesys-prod, the pause/resume pair reacts to a
+    breaker event related to genesys-prod and to no other target's (checked with the server's own
+    matching, then live: the related event pauses the queue)."""
+    from datetime import datetime, timezone
+    from uuid import uuid4
+
+    from prefect.client.orchestration import get_client
+    from prefect.events import emit_event
+    from prefect.server.events.schemas.automations import EventTrigger as ServerTrigger
+    from prefect.server.events.schemas.events import ReceivedEvent
+
+    automation = _automation_module()
+    pool, queue = "blk-scoped-pool", "blk-scoped-wfm"
+    names = automation.automation_names(queue, "hourly")
+
+    async def read_back():
+        async with get_client() as client:
+            found = {n: await client.read_automations_by_name(n) for n in names}
+            return found, await client.read_work_queue_by_name(queue, work_pool_name=pool)
+
+    async def delete_all():
+        async with get_client() as client:
+            for n in names:
+                for a in await client.read_automations_by_name(n):
+                    await client.delete_automation(a.id)
+
+    def event(name: str, target: str) -> ReceivedEvent:
+        return ReceivedEvent(occurred=datetime.now(timezone.utc), event=name, id=uuid4(),
+                             resource={"prefect.resource.id": "cxhealth.breaker.api.example.com"},
+                             related=[{"prefect.resource.id": f"cxhealth.target.{target}",
+                                       "prefect.resource.role": "target"}])
+
+    try:
+        assert automation.main(["--pool", pool, "--queue", queue, "--sync", "hourly",
+                                "--prefect-file", str(ROOT / "deployments" / "prefect.yaml")]) == 0
+        assert "of genesys-prod" in capsys.readouterr().out
+        found, wq = asyncio.run(read_back())
+        pause = ServerTrigger.model_validate(found[names[0]][0].trigger.model_dump(mode="json"))
+        resume = ServerTrigger.model_validate(found[names[1]][0].trigger.model_dump(mode="json"))
+        assert pause.covers(event("cxhealth.breaker.opened", "genesys-prod"))
+        assert not pause.covers(event("cxhealth.breaker.opened", "partner-behind-proxy"))
+        assert resume.covers(event("cxhealth.breaker.closed", "genesys-prod"))
+        assert not resume.covers(event("cxhealth.breaker.closed", "partner-behind-proxy"))
+
+        emit_event(event="cxhealth.breaker.opened", resource={"prefect.resource.id": "cxhealth.breaker.x.example"},
+                   related=[{"prefect.resource.id": "cxhealth.target.genesys-prod", "prefect.resource.role": "target"}])
+        deadline = time.monotonic() + 15
+        while not asyncio.run(read_back())[1].is_paused and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert asyncio.run(read_back())[1].is_paused
+    finally:
+        asyncio.run(delete_all())
+
+
+def test_the_sync_deployment_names_the_targets_it_depends_on():
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
+    sync = next(d for d in spec["deployments"] if d["flow_name"] == "gated-wfm-sync")
+    assert sync["parameters"]["targets"] == ["genesys-prod"]
+    automation = _automation_module()
+    assert automation.sync_from_prefect_yaml(str(ROOT / "deployments" / "prefect.yaml"), "hourly") == (
+        ["genesys-prod"], "wfm-sync")

@@ -328,3 +328,69 @@ def test_an_unknown_target_name_is_that_targets_failure_listing_the_known_ones(p
     assert typo["cause"] == "config_error" and str(targets_file) in typo["summary"]
     assert "lab-genesys" in typo["summary"] and "tls12-trap" in typo["summary"], "the known names are listed"
     assert "lab-genesis: handshake failed (config_error)" in state.message
+
+
+def test_events_carry_target_host_and_cause_as_labels(prefect_harness, targets_file):
+    """The event feed and Automations read the cause without opening the raw JSON."""
+    import time
+
+    asyncio.run(_run(["expired-partner"], targets_file))
+    asyncio.run(_run(["expired-partner"], targets_file))
+    deadline = time.monotonic() + 30
+    rows: list = []
+    while time.monotonic() < deadline and not rows:
+        try:
+            with sqlite3.connect(f"file:{_database_file()}?mode=ro", uri=True, timeout=5) as db:
+                rows = [(e, json.loads(r), json.loads(rel)) for e, r, rel in db.execute(
+                    "select event, resource, related from events where event in "
+                    "('cxhealth.target.unhealthy', 'cxhealth.breaker.opened') and resource_id like '%expired%'")]
+        except sqlite3.OperationalError:
+            rows = []
+        time.sleep(0.2)
+    unhealthy = next(r for e, r, _ in rows if e == "cxhealth.target.unhealthy")
+    assert unhealthy["cxhealth.target"] == "expired-partner" and unhealthy["cxhealth.cause"] == "cert_expired"
+    assert unhealthy["cxhealth.host"] and "cert_expired" in unhealthy["prefect.resource.name"]
+    opened = [(r, rel) for e, r, rel in rows if e == "cxhealth.breaker.opened"]
+    if opened:  # another test of this session may have opened it first
+        resource, related = opened[0]
+        assert resource["cxhealth.cause"] == "cert_expired" and resource["cxhealth.host"]
+        assert {"prefect.resource.id": "cxhealth.target.expired-partner", "prefect.resource.role": "target",
+                "prefect.resource.name": "expired-partner"} in related
+
+
+def test_a_scheduled_sync_of_a_target_whose_breaker_opens_gets_a_note(prefect_harness, targets_file):
+    """A run that the paused work queue will hold says which breaker holds it and when it probes."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    async def setup():
+        async with get_client() as client:
+            flow_id = await client.create_flow_from_name("gated-wfm-sync")
+            dep_id = await client.create_deployment(flow_id=flow_id, name="held-note-test",
+                                                    parameters={"targets": ["expired-partner"]})
+            other = await client.create_deployment(flow_id=flow_id, name="held-note-other",
+                                                   parameters={"targets": ["lab-genesys"]})
+            later = Scheduled(scheduled_time=datetime.now(timezone.utc) + timedelta(hours=1))
+            run = await client.create_flow_run_from_deployment(dep_id, state=later)
+            unrelated = await client.create_flow_run_from_deployment(other, state=later)
+            return run.id, unrelated.id
+
+    run_id, unrelated_id = asyncio.run(setup())
+    asyncio.run(_run(["expired-partner"], targets_file))
+    asyncio.run(_run(["expired-partner"], targets_file))  # the breaker opens (a fresh store per test)
+    deadline = time.monotonic() + 30
+    notes: list = []
+    while time.monotonic() < deadline and not notes:
+        try:
+            with sqlite3.connect(f"file:{_database_file()}?mode=ro", uri=True, timeout=5) as db:
+                notes = [(rid, json.loads(p)) for rid, p in db.execute(
+                    "select resource_id, payload from events where event = 'cxhealth.sync.held'")]
+        except sqlite3.OperationalError:
+            notes = []
+        time.sleep(0.2)
+    mine = [p for rid, p in notes if rid == f"prefect.flow-run.{run_id}"]
+    assert mine and "cert_expired" in mine[0]["note"] and "probe" in mine[0]["note"] and "UTC" in mine[0]["note"]
+    assert not [p for rid, p in notes if rid == f"prefect.flow-run.{unrelated_id}"]

@@ -541,6 +541,17 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
     std("empty_name_constraints", "ok", "the intermediate's nameConstraints has both subtrees absent",
         leaf("empty_name_constraints", empty_nc))
 
+    odd = make_ca(root, "Foreign Odd-Key CA")
+    odd_spki = odd.cert.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    unknown_spki = pki._der(0x30, pki._der(0x30, bytes.fromhex("060a2b0601040183b2630901")) +
+                            pki._der(0x03, b"\x00" + bytes(range(32))))
+    odd_cert = resign(odd.cert, root.key, tbs_edit=lambda tbs: tbs.replace(odd_spki, unknown_spki, 1))
+    std("undecodable_issuer_key", "invalid_chain",
+        "the intermediate's public key has an algorithm nobody knows: OpenSSL cannot decode it",
+        leaf("undecodable_issuer_key", pki.CA(cert=odd_cert, key=odd.key, parents=root.chain)),
+        evidence={"rule": "malformed issuer public key"})
+
     # ---- long chains and huge names ----------------------------------------------------------
     ca = root
     for i in range(12):

@@ -78,6 +78,7 @@ CASE_NAMES = [
     "malformed_aia_leaf_only",
     "malformed_aia_healthy",
     "empty_name_constraints",
+    "undecodable_issuer_key",
     "long_chain",
     "long_chain_private",
     "huge_subject",

@@ -389,6 +389,15 @@ def _trust_faults(facts: ChainFacts, code: int | None, msg: str) -> list[Fault]:
     top = path[-1]
     sent = [c for c in path if c in certs]
     sent_top = sent[-1] if sent else certs[-1]
+    odd = next((c for c in certs if c.subject == top.issuer and c not in path
+                and ch.key_description(c)[0] == "unreadable"), None)
+    if odd is not None:
+        # The server did send the issuer, but its key cannot be decoded: nothing can check the signature.
+        return [Fault(Cause.INVALID_CHAIN,
+                      f"The server sends the issuer {_cn(odd)!r} of {_cn(top)!r}, but its public key cannot be decoded "
+                      f"(an unknown algorithm or malformed key), so no signature can be checked; OpenSSL verify code "
+                      f"{code}: {msg}.",
+                      {"rule": "malformed issuer public key", "certificate": _subject(odd)})]
     faults: list[Fault] = []
     missing_between = [c for c in path if c not in certs and not ch.is_self_issued(c)]
     if not ch.is_self_issued(sent_top) and (missing_between or not ch.is_self_issued(top) or not ch.is_ca(sent_top)):

@@ -58,6 +58,7 @@ def name_text(name: x509.Name) -> str:
     return clip(text, 256)
 
 
+@functools.lru_cache(maxsize=4096)
 def full_name(name: x509.Name) -> str:
     try:
         return name.rfc4514_string()

@@ -89,15 +89,20 @@ INSPECTION_PRODUCTS: tuple[InspectionProduct, ...] = (
 def match_inspection(names: Iterable[str],
                      products: tuple[InspectionProduct, ...] = INSPECTION_PRODUCTS) -> tuple[InspectionProduct, str] | None:
     """The first product whose pattern appears in one of ``names``, and that name."""
+    lookup = _product_of if products is INSPECTION_PRODUCTS else (lambda t: _scan(t, products))
     for text in names:
-        product = _product_of(text, products)
+        product = lookup(text)
         if product is not None:
             return product, text
     return None
 
 
 @functools.lru_cache(maxsize=4096)  # the same CA names recur across every endpoint of a run
-def _product_of(text: str, products: tuple[InspectionProduct, ...]) -> InspectionProduct | None:
+def _product_of(text: str) -> InspectionProduct | None:
+    return _scan(text, INSPECTION_PRODUCTS)
+
+
+def _scan(text: str, products: tuple[InspectionProduct, ...]) -> InspectionProduct | None:
     lowered = text.lower()
     for product in products:
         if any(p in lowered for p in product.patterns):

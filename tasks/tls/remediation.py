@@ -67,10 +67,10 @@ def _store_update_steps(facts: Facts) -> list[str]:
 
 
 def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
-    h, platform = facts.host, platform_of(facts.host)
-    target = f"{h}:{facts.port}"
     if cause is Cause.OK:
         return ()
+    h, platform = facts.host, platform_of(facts.host)
+    target = f"{h}:{facts.port}"
     if cause in PROXY_CAUSES:
         return proxy_remediation(cause, facts.details, allow_list(h))
     if cause is Cause.DNS_FAILURE:

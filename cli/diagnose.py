@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from cxhealth.tasks.rules import spki_pin
+from cxhealth.tasks.rules import Resolve, host_name, spki_pin
 from cxhealth.tasks.tls import DiagnoseOptions, Diagnosis, Endpoint, PolicyError, TLSPolicy, diagnose_many
 from cxhealth.tasks.tls.chain import StoreError, load_store
 from cxhealth.tasks.tls.model import MAX_CHAIN, MAX_NAME, clip
@@ -52,34 +52,11 @@ def clip_text(text: str, limit: int = 80) -> str:
 
 
 def check_host_name(host: str, what: str) -> None:
-    """DNS's limits (RFC 1035): a name of at most 253 characters, labels of 1 to 63."""
+    """DNS's limits (RFC 1035), the rule targets.toml's hosts follow too (tasks/rules.py)."""
     try:
-        ipaddress.ip_address(host.strip("[]"))
-        return
-    except ValueError:
-        pass
-    name = host.rstrip(".")
-    if len(name) > 253:
-        raise UsageError(f"{what}: the host name is {len(name)} characters long, over DNS's limit of 253")
-    for label in name.split("."):
-        if not label:
-            raise UsageError(f"{what}: the host name has an empty label")
-        if len(label) > 63:
-            raise UsageError(f"{what}: the label {clip_text(label, 20)!r} is {len(label)} characters long, over "
-                             "DNS's limit of 63")
-
-
-def _split_resolve(item: str) -> tuple[str, str, str]:
-    """HOST:PORT:ADDR[,ADDR...] as curl takes it, IPv6 in brackets: ``[::1]:443:addr``, ``host:443:[::1]``."""
-    if item.startswith("["):
-        end = item.find("]")
-        if end < 0 or item[end + 1:end + 2] != ":":
-            return "", "", ""
-        host, rest = item[1:end], item[end + 2:]
-    else:
-        host, _, rest = item.partition(":")
-    port_text, _, addrs = rest.partition(":")
-    return host, port_text, addrs
+        host_name(host)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}") from None
 
 
 def parse_resolve(items: Sequence[str]) -> dict[tuple[str, int], str]:
@@ -89,29 +66,14 @@ def parse_resolve(items: Sequence[str]) -> dict[tuple[str, int], str]:
 
 def parse_resolve_all(items: Sequence[str]) -> dict[tuple[str, int], tuple[str, ...]]:
     """``{(host, port): (addr, ...)}``: several comma-separated addresses are a name's several
-    A records (contract §1/§4); each is diagnosed."""
+    A records (contract §1/§4); each is diagnosed. The rule is targets.toml's too (tasks/rules.py)."""
     out: dict[tuple[str, int], tuple[str, ...]] = {}
     for item in items:
-        host, port_text, addr_text = _split_resolve(item)
-        if not (host and port_text and addr_text):
-            raise UsageError(f"--resolve {item!r}: expected HOST:PORT:ADDR[,ADDR...] (e.g. api.example.com:443:192.0.2.10, "
-                             "[::1]:443:ADDR or HOST:443:[::1])")
         try:
-            port = int(port_text)
-            if not 1 <= port <= 65535:
-                raise ValueError
-        except ValueError:
-            raise UsageError(f"--resolve {item!r}: port {port_text!r} is not a number from 1 to 65535") from None
-        addresses = []
-        for addr in (a.strip().strip("[]") for a in addr_text.split(",")):
-            try:
-                addresses.append(str(ipaddress.ip_address(addr)))
-            except ValueError:
-                raise UsageError(f"--resolve {item!r}: {addr!r} is not an IP address") from None
-        if len(addresses) > 8:
-            raise UsageError(f"--resolve {item!r}: {len(addresses)} addresses; at most 8 are diagnosed")
-        check_host_name(host, f"--resolve {item!r}")
-        out[(host.lower(), port)] = tuple(dict.fromkeys(addresses))
+            entry = Resolve.parse(item)
+        except ValueError as exc:
+            raise UsageError(f"--resolve {exc}") from None
+        out[(entry.host, entry.port)] = entry.addresses
     return out
 
 

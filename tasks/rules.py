@@ -120,6 +120,41 @@ def str_list(value: object) -> list[str]:
     return list(value)
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def host_name(host: str) -> str:
+    """A host name within DNS's limits (RFC 1035: at most 253 characters, labels of 1 to 63), or an IP."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host
+    except ValueError:
+        pass
+    name = host.rstrip(".")
+    if len(name) > 253:
+        raise ValueError(f"the host name is {len(name)} characters long, over DNS's limit of 253")
+    for label in name.split("."):
+        if not label:
+            raise ValueError("the host name has an empty label")
+        if len(label) > 63:
+            raise ValueError(f"the label {_clip(label, 20)!r} is {len(label)} characters long, over DNS's limit of 63")
+    return host
+
+
+def _split_resolve(item: str) -> tuple[str, str, str]:
+    """HOST:PORT:ADDR[,ADDR...] as curl takes it, IPv6 in brackets: ``[::1]:443:addr``, ``host:443:[::1]``."""
+    if item.startswith("["):
+        end = item.find("]")
+        if end < 0 or item[end + 1:end + 2] != ":":
+            return "", "", ""
+        host, rest = item[1:end], item[end + 2:]
+    else:
+        host, _, rest = item.partition(":")
+    port_text, _, addrs = rest.partition(":")
+    return host, port_text, addrs
+
+
 @dataclass(frozen=True)
 class Resolve:
     """One curl-style ``--resolve host:port:addr[,addr...]`` override.
@@ -135,22 +170,32 @@ class Resolve:
 
     @classmethod
     def parse(cls, text: str) -> "Resolve":
-        host, sep1, rest = str(text).partition(":")
-        port_text, sep2, address_text = rest.partition(":")
-        if not (sep1 and sep2 and host and address_text):
-            raise ValueError(f"{text!r} is not host:port:addr")
-        addresses = tuple(a.strip().strip("[]") for a in address_text.split(","))  # curl writes IPv6 as [::1]
+        """The rule for ``--resolve`` and targets.toml's ``resolve`` alike."""
+        text = str(text)
+        host, port_text, address_text = _split_resolve(text)
+        if not (host and port_text and address_text):
+            raise ValueError(f"{text!r}: expected HOST:PORT:ADDR[,ADDR...] (e.g. api.example.com:443:192.0.2.10, "
+                             "[::1]:443:ADDR or HOST:443:[::1])")
         try:
             port = int(port_text)
-            for address in addresses:
-                ipaddress.ip_address(address)
+            if not 0 < port < 65536:
+                raise ValueError
         except ValueError:
-            raise ValueError(f"{text!r} is not host:port:addr[,addr...] with a numeric port and IP addresses") from None
-        if not 0 < port < 65536:
-            raise ValueError(f"{text!r} has port {port} outside 1-65535")
+            raise ValueError(f"{text!r}: port {port_text!r} is not a number from 1 to 65535") from None
+        addresses = []
+        for address in (a.strip().strip("[]") for a in address_text.split(",")):  # curl writes IPv6 as [::1]
+            try:
+                addresses.append(str(ipaddress.ip_address(address)))
+            except ValueError:
+                raise ValueError(f"{text!r}: {address!r} is not an IP address") from None
         if len(addresses) > 8:
-            raise ValueError(f"{text!r} names {len(addresses)} addresses; at most 8 are checked")
-        return cls(host.lower(), port, addresses[0], tuple(dict.fromkeys(addresses)))
+            raise ValueError(f"{text!r}: {len(addresses)} addresses; at most 8 are diagnosed")
+        try:
+            host_name(host)
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
+        unique = tuple(dict.fromkeys(addresses))
+        return cls(host.lower(), port, unique[0], unique)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}:{','.join(self.addresses or (self.address,))}"

@@ -122,7 +122,7 @@ def test_explicit_urls_override_the_region():
     (GENESYS.replace('client_secret_env = "G_SECRET"\n', ''), ["client_secret_env", "required"]),
     (GENESYS.replace('"G_SECRET"', '"my secret"'), ["client_secret_env", "environment variable name"]),
     (GENESYS + 'token_url = "http://login.example/oauth/token"\n', ["token_url", "https://"]),
-    (GENESYS + 'resolve = ["login.example:443"]\n', ["resolve", "host:port:addr"]),
+    (GENESYS + 'resolve = ["login.example:443"]\n', ["resolve", "HOST:PORT:ADDR"]),
     (GENESYS + 'resolve = ["login.example:443:not-an-ip"]\n', ["resolve", "IP address"]),
     (GENESYS + 'tls_min = "1.3"\ntls_max = "1.2"\n', ["tls_min", "1.3"]),
     (GENESYS + 'tls_max = "1.4"\n', ["tls", "1.4"]),
@@ -306,3 +306,15 @@ def test_every_slack_key_the_alerter_supports_is_accepted_by_the_loader(tmp_path
 def test_a_key_in_defaults_is_checked_by_the_same_rule_and_named_as_in_defaults(tmp_path):
     with pytest.raises(TargetConfigError, match=r"\[defaults\]: timeout: must be a positive number"):
         load_targets(one_target(tmp_path, GENESYS, defaults="timeout = 0"))
+
+
+@pytest.mark.parametrize("entry", ["login.example:443", "login.example:443:not-an-ip", "login.example:0:127.0.0.1",
+                                   "login.example:443:" + ",".join(f"127.0.0.{i}" for i in range(1, 10))])
+def test_one_resolve_rule_for_the_file_and_the_command_line(tmp_path, entry, capsys):
+    from cxhealth.cli.main import main
+
+    with pytest.raises(TargetConfigError) as from_file:
+        load_targets(one_target(tmp_path, GENESYS + f'resolve = ["{entry}"]\n'))
+    assert main(["diagnose", "example.com", "--resolve", entry]) == 2
+    reason = capsys.readouterr().err.removeprefix("error: --resolve ").strip()
+    assert reason and reason in str(from_file.value)

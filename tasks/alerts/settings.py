@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cxhealth.tasks import rules
 from cxhealth.tasks.secrets import Secret
 from cxhealth.tasks.targets import ConfigError, SlackSettings, TargetConfigError
 
@@ -68,9 +69,11 @@ class AlertSettings:
                 if not value:
                     raise AlertConfigError(f"[slack] {name} must be a non-empty string")
                 object.__setattr__(self, name, Secret(value, name))
+        try:
+            rules.http_url(self.api_base)  # the rule [slack] api_base is checked by in targets.toml
+        except ValueError as exc:
+            raise AlertConfigError(f"[slack] api_base: {exc}") from None
         base = self.api_base if self.api_base.endswith("/") else self.api_base + "/"
-        if not base.lower().startswith(("http://", "https://")):
-            raise AlertConfigError("[slack] api_base must be an http(s) URL")
         object.__setattr__(self, "api_base", base)
         if self.timeout_s <= 0 or self.rate_limit_budget_s < 0 or self.repeat_interval_s < 0:
             raise AlertConfigError("[slack] timeouts and intervals must be positive")

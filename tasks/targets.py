@@ -292,6 +292,8 @@ class Target(_Table):
 
     def check_proxy(self, env: Mapping[str, str] | None = None) -> None:
         """Fail now, in one line, on an unusable proxy setting (the environment's too) or an unset password."""
+        if self.no_proxy:  # direct: neither a [defaults] proxy nor its password variable matters
+            return
         try:
             settings_from_options(None if self.no_proxy else self.proxy, self.proxy_password_env,
                                   self.no_proxy, env, where=f"target {self.name!r}: proxy")

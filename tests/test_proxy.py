@@ -169,3 +169,27 @@ def test_the_proxys_answer_is_read_as_evidence():
 def test_body_first_line_of_plain_text_and_html():
     assert body_first_line(b"\n\n  Access denied by policy 42\nmore") == "Access denied by policy 42"
     assert body_first_line(b"<html><body><h1>Blocked</h1><p>by rule</p></body></html>") == "Blocked"
+
+
+def test_targets_proxy_keys_pick_the_proxy_per_target(monkeypatch):
+    from cxhealth.tasks.targets import parse_targets
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://envproxy.corp.test:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.delenv("CXP_PW_UNSET", raising=False)
+    common = {"platform": "generic", "client_id": "c", "client_secret_env": "S",
+              "token_url": "https://auth.example.com/oauth/token", "api_base": "https://api.example.com"}
+    config = parse_targets({
+        "defaults": {"proxy": "http://svc@proxy.corp.test:8080", "proxy_password_env": "CXP_PW_UNSET"},
+        "target": [{"name": "via-defaults", **common}, {"name": "direct", "no_proxy": True, **common},
+                   {"name": "from-env", "proxy_password_env": None, **common}],
+    })
+    via, direct, _ = config.targets
+    ep = via.endpoint_for("auth.example.com")
+    assert ep.proxy.url == "http://svc@proxy.corp.test:8080" and ep.proxy.password_env == "CXP_PW_UNSET"
+    assert direct.endpoint_for("auth.example.com").proxy is None      # no_proxy = true: direct, env ignored
+    direct.check_proxy()                                               # its [defaults] password var is moot
+    with pytest.raises(Exception, match="CXP_PW_UNSET is not set"):
+        via.check_proxy()

@@ -187,7 +187,11 @@ def _history_step(state: Path) -> None:
         pool.set_versions("1.2", "1.2", address="127.0.0.2")
         pool.set_versions("1.3", "1.3", address="127.0.0.3")
         path = state / "history-targets.toml"
-        tables = [gateway.target_values("gateway"), pool.target_values("pool-tls12-client", tls_max="1.2")]
+        # the CA bundles are copied next to the file, so `cxhealth history --targets` works after the demo
+        for name, server in (("gateway", gateway), ("pool", pool)):
+            shutil.copyfile(server.ca_bundle, state / f"history-{name}-ca.pem")
+        tables = [gateway.target_values("gateway", ca_bundle=str(state / "history-gateway-ca.pem")),
+                  pool.target_values("pool-tls12-client", tls_max="1.2", ca_bundle=str(state / "history-pool-ca.pem"))]
         lines = [f'[breaker]\nthreshold = 100\nstore = "sqlite:///{state / "history-breaker.sqlite3"}"\n',
                  f'[history]\nstore = "sqlite:///{state / "history.sqlite3"}"\n']
         for t in tables:

@@ -375,6 +375,16 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     for d in docs:
         if not detailed or d.get("config_error"):  # a detailed run's task runs log their own line
             log_target(logger, d)
+    try:  # the transitions went out above: a failed artifact costs only the artifact (issue 14)
+        await _publish_artifacts(report, docs, detailed)
+    except Exception as exc:  # noqa: BLE001 - the verdict and the transitions stand
+        logger.warning("the report artifact could not be written (%s); events and Slack alerts went out",
+                       type(exc).__name__)
+        report.setdefault("warnings", []).append(f"report artifact not written ({type(exc).__name__})")
+    return report
+
+
+async def _publish_artifacts(report: dict[str, Any], docs: Sequence[Mapping[str, Any]], detailed: bool) -> None:
     if detailed:
         await asyncio.gather(
             create_markdown_artifact(key=REPORT_KEY, markdown=report_markdown(report),
@@ -386,7 +396,6 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     elif not report["healthy"]:  # a healthy gate's report is read by no one
         await create_markdown_artifact(key=GATE_REPORT_KEY, markdown=report_markdown(report, title="Health gate"),
                                        description="the health gate held the sync: " + _describe(report))
-    return report
 
 
 def _describe(report: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from cxhealth.tasks.checks.failures import Diagnoser, explain_failure, safe_code
-from cxhealth.tasks.checks.http import client_for, tls_facts
+from cxhealth.tasks.checks.http import client_for, tls_facts, total_deadline_s, within_deadline
 from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
 from cxhealth.tasks.checks.retry import Clock, RetryPolicy, send_with_retry
 from cxhealth.tasks.platforms import DiscoveryError, api_base_from_discovery, host_port
@@ -119,7 +119,8 @@ class _Run:
         async def send() -> httpx.Response:
             started = time.perf_counter()
             try:
-                return await self.client.get(url, headers=headers, params=params)
+                return await within_deadline(self.client.get(url, headers=headers, params=params),
+                                             total_deadline_s(self.target.timeout))
             finally:
                 last_ms.append(round((time.perf_counter() - started) * 1000, 1))
 

@@ -23,9 +23,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import typing
-from typing import Mapping
+from typing import Awaitable, Mapping
 
 import httpcore
 
@@ -219,6 +220,22 @@ class VerifiedTransport(httpx.AsyncHTTPTransport):
             retries=0,
             network_backend=backend,
         )
+
+
+def total_deadline_s(timeout: float) -> float:
+    """The TOTAL time one request may take (issue 14): httpx's timeouts bound each step
+    (connect, each read...), so an answer trickling in a byte at a time would never end;
+    three steps' worth — connect, TLS, the whole answer — is the most one request gets."""
+    return 3 * float(timeout)
+
+
+async def within_deadline(request: Awaitable[httpx.Response], seconds: float) -> httpx.Response:
+    """Await one request (headers and body) for at most ``seconds`` in total; past it the
+    request is cancelled (its connection closed) and :class:`httpx.ReadTimeout` raised."""
+    try:
+        return await asyncio.wait_for(request, seconds)
+    except asyncio.TimeoutError:
+        raise httpx.ReadTimeout(f"no complete answer within the total deadline of {seconds:g} s") from None
 
 
 def client_timeout(seconds: float, read: float | None = None) -> httpx.Timeout:

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import httpx
 
 from cxhealth.tasks.checks.failures import Diagnoser, explain_failure, redact, safe_code
-from cxhealth.tasks.checks.http import client_for, tls_facts
+from cxhealth.tasks.checks.http import client_for, tls_facts, total_deadline_s, within_deadline
 from cxhealth.tasks.checks.retry import Clock, RetryPolicy, send_with_retry
 from cxhealth.tasks.platforms import host_port, tenant_id_from_id_token
 from cxhealth.tasks.targets import Secret, Target
@@ -145,7 +145,8 @@ async def check_token(target: Target, *, client: httpx.AsyncClient | None = None
     async def send() -> httpx.Response:
         started = time.perf_counter()
         try:
-            return await client.post(profile.token_url, headers=headers, data=form)
+            return await within_deadline(client.post(profile.token_url, headers=headers, data=form),
+                                         total_deadline_s(target.timeout))
         finally:
             last_ms.append(round((time.perf_counter() - started) * 1000, 1))
 

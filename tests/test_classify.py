@@ -176,3 +176,35 @@ def test_a_sha1_signed_leaf_under_a_trusted_root_names_the_weak_signature(public
     assert verdict.details["rule"] == "signature digest"
     steps = remediation_for(verdict.cause, Facts(host="api.example.test", details=verdict.details))
     assert "reissue" in steps[0] and not any("--ca-bundle" in s for s in steps)
+
+
+def test_an_unknown_handshake_reason_is_flagged_unmapped_never_a_silent_cipher_mismatch():
+    from cxhealth.tasks.tls.classify import classify_handshake_failure
+
+    first = ProbeResult(label="verified", ok=False, settings={"sni": "api.example.test"}, error_kind="tls_error",
+                        reason="SOME_FUTURE_OPENSSL_REASON", message="[SSL: SOME_FUTURE_OPENSSL_REASON] ...")
+    verdict = classify_handshake_failure(first, [first], host="api.example.test", tls_min="1.2", tls_max="1.3",
+                                         client_cert_supplied=False)
+    assert verdict.details["unmapped"]["reason"] == "SOME_FUTURE_OPENSSL_REASON"
+    assert "does not map" in verdict.summary
+    steps = remediation_for(verdict.cause, Facts(host="api.example.test", details=verdict.details))
+    assert "SOME_FUTURE_OPENSSL_REASON" in steps[0] and not any("cipher string" in s for s in steps[:1])
+
+
+def test_an_unknown_verify_code_is_flagged_unmapped(public):
+    root, issuing = public
+    leaf = issuing.issue_leaf(["api.example.test"])
+    verdict = classify([leaf.cert, issuing.cert], store("client", root.cert), store("reference"), code=999)
+    assert verdict.details["unmapped"]["verify_code"] == 999
+
+
+def test_every_fault_found_is_listed_in_also_by_precedence(public):
+    """A private root sent by the server (trust), an expired leaf (time), for another host (name)."""
+    from datetime import timedelta
+
+    private = pki.CA.create_root("Corp Private Root 4", organization="Example Corp")
+    leaf = private.issue_leaf(["other.example.test"], not_before=NOW - timedelta(days=30),
+                              not_after=NOW - timedelta(days=1))
+    verdict = classify([leaf.cert, private.cert], store("client"), store("reference"), code=19)
+    assert verdict.cause is Cause.HOSTNAME_MISMATCH
+    assert verdict.details["also"] == ["untrusted_root", "cert_expired"]

@@ -317,3 +317,15 @@ def test_nginx_stack_reports_a_broken_config_in_one_line(tmp_path):
         with NginxStack([replace(bad)]):
             pass
     assert "missing.pem" in str(caught.value)
+
+
+def test_no_code_or_reason_a_foreign_case_provokes_is_unmapped(results):
+    from cxhealth.tasks.tls import openssl_table as table
+
+    for stack in STACKS:
+        for name, doc in results[stack].items() if isinstance(results[stack], dict) else ():
+            if not isinstance(doc, dict) or "evidence" not in doc:
+                continue
+            assert "unmapped" not in doc["evidence"], (stack, name, doc["evidence"]["unmapped"])
+            code = doc["evidence"].get("verify_code")
+            assert code is None or code in table.VERIFY_CODES, (stack, name, code)

@@ -22,7 +22,7 @@ class Browser:
     def __init__(self, binary: str, width: int = 1280, height: int = 900) -> None:
         from websockets.sync.client import connect
 
-        self.profile = tempfile.TemporaryDirectory(prefix="cxhealth-chromium-")
+        self.profile = tempfile.TemporaryDirectory(prefix="cxhealth-chromium-", ignore_cleanup_errors=True)
         self.proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile.name}",
                                       "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -58,7 +58,7 @@ async def check_all(config: Any, targets: Sequence[Any]) -> list[dict[str, Any]]
 
 def run_run(args: Any) -> int:
     config, targets = load_run_config(args.targets, args.only)
-    from cxhealth.tasks.runtime import alert_settings, deliver_alerts
+    from cxhealth.tasks.alerts.run import alert_settings, deliver_alerts
 
     settings = None if args.no_alerts else _usage(alert_settings, config)
     if args.flow:

@@ -333,7 +333,8 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     (``cxhealth-gate-report``) only when the gate fails. Events are emitted either way.
     """
     logger = get_run_logger()
-    from cxhealth.tasks.runtime import alert_settings, breaker_for
+    from cxhealth.tasks.alerts.run import alert_settings
+    from cxhealth.tasks.runtime import breaker_for
 
     config, selected, env, errors = await load_run_config(targets_file, targets)
     settings = alert_settings(config, env) if alerts else None

@@ -14,6 +14,6 @@ def send_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]) -
 
     Returns the alert report (what was sent, queued, suppressed), never a secret.
     """
-    from cxhealth.tasks.runtime import deliver_alerts
+    from cxhealth.tasks.alerts.run import deliver_alerts
 
     return deliver_alerts(config, settings, runs)

@@ -177,7 +177,7 @@ def test_the_breaker_opening_is_part_of_the_targets_incident_not_a_second_one(sl
     through the entry point every run uses (the report's results carry their transitions)."""
     from types import SimpleNamespace
 
-    from cxhealth.tasks.runtime import deliver_alerts
+    from cxhealth.tasks.alerts.run import deliver_alerts
 
     config = SimpleNamespace(breaker=SimpleNamespace(store=f"sqlite:///{tmp_path}/store.sqlite3"))
     settings = bot_settings(slack) if mode == "bot" else webhook_settings(slack)

@@ -45,8 +45,8 @@ def test_the_import_walker_sees_imports_inside_functions_and_relative_ones():
     """Positive control: the checks below would see an offending import."""
     alerter = _imports(ROOT / "tasks" / "alerts" / "alerter.py")
     assert any(m.startswith("cxhealth.tasks.alerts.") for m in alerter), alerter
-    runtime = _imports(ROOT / "tasks" / "runtime.py")  # imports inside its functions
-    assert "cxhealth.tasks.alerts" in runtime and "cxhealth.tasks.breaker" in runtime, runtime
+    wiring = _imports(ROOT / "tasks" / "alerts" / "run.py")  # imports inside its functions
+    assert "cxhealth.tasks.alerts" in wiring and "cxhealth.tasks.breaker" in wiring, wiring
 
 
 def test_the_lab_imports_nothing_of_production():
@@ -57,8 +57,8 @@ def test_the_lab_imports_nothing_of_production():
 
 def test_no_stage_imports_the_alerts_the_flows_or_the_cli():
     """The alerts and the flows read the report; the stages before them never reach forward.
-    (tasks/alerting.py is the alerts' own Prefect task; tasks/runtime.py wires a run for the CLI and flows.)"""
-    skip = ("tasks/alerts/", "tasks/alerting.py", "tasks/runtime.py")
+    (tasks/alerting.py is the alerts' own Prefect task.)"""
+    skip = ("tasks/alerts/", "tasks/alerting.py")
     assert _offenders("tasks", ("cxhealth.tasks.alerts", "cxhealth.flows", "cxhealth.cli"), skip) == {}
     assert _offenders("tasks/alerts", ("cxhealth.flows", "cxhealth.cli", "cxhealth.tasks.health",
                                        "cxhealth.tasks.checks", "cxhealth.tasks.remedies")) == {}

@@ -289,7 +289,7 @@ def test_one_pin_rule_for_the_file_the_blocks_and_the_command_line(tmp_path, pin
 
 
 def test_every_slack_key_the_alerter_supports_is_accepted_by_the_loader(tmp_path):
-    from cxhealth.tasks.runtime import alert_settings
+    from cxhealth.tasks.alerts.run import alert_settings
 
     config = load_targets(write(tmp_path, f'[[target]]\n{GENESYS}\n[slack]\nwebhook_url_env = "HOOK"\n'
                                           f'rate_limit_budget_s = 5\nmax_rate_limit_retries = 1\nlease_s = 60\n'

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -25,7 +27,7 @@ class Browser:
         self.profile = tempfile.TemporaryDirectory(prefix="cxhealth-chromium-", ignore_cleanup_errors=True)
         self.proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile.name}",
                                       "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         port_file = Path(self.profile.name) / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
@@ -105,9 +107,18 @@ class Browser:
         try:
             self.ws.close()
         finally:
-            self.proc.terminate()
+            _signal_group(self.proc.pid, signal.SIGTERM)  # chromium and its renderer/GPU/crashpad helpers
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                pass
+            _signal_group(self.proc.pid, signal.SIGKILL)  # whatever of the group is left
+            self.proc.wait(10)
             self.profile.cleanup()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -310,7 +310,7 @@ async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = ut
     except (TargetConfigError, ValueError) as exc:
         return HandshakeResult(host="", port=0, failure=Failure("handshake", CONFIG_ERROR, str(exc)))
     host = endpoint.host
-    decision = await asyncio.to_thread(breaker.admit, host, handshake_lease_s(target))
+    decision = await breaker.admit_async(host, handshake_lease_s(target))
     view = BreakerView.of_decision(decision)
     if not decision.admitted:
         return HandshakeResult(host, endpoint.port, decision, breaker=view, failure=refusal(decision, host))
@@ -395,7 +395,7 @@ async def endpoints_stage(target: Target, breaker: Breaker, token: AccessToken, 
         if host == token_host:
             return None
         if host not in decisions:
-            decision = await asyncio.to_thread(breaker.admit, host, endpoints_lease_s(target))
+            decision = await breaker.admit_async(host, endpoints_lease_s(target))
             decisions[host] = decision
             if not decision.admitted:
                 refusals[host] = refusal(decision, host)

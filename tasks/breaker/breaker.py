@@ -276,19 +276,43 @@ class Breaker:
         cold-start slot) lasts that long if longer than ``[breaker] lease_s``.
         """
         host = normalize_host(host)
-        config = self.config if not lease_s or lease_s <= self.config.lease_s else replace(self.config, lease_s=lease_s)
+        config = self._lease_config(lease_s)
         started = self._monotonic()
         while True:
             decision = self._admit_once(host, config)
-            if not decision.wait:
+            if not self._should_wait(decision, config, started):
                 return decision
-            # Cold start: as many checks are in flight as failures are still allowed.
-            # Wait for a slot, a success (then everyone proceeds) or the breaker to open;
-            # at the latest a slot's lease runs out (its holder may have died).
-            limit = config.lease_s + config.wait_poll_s
-            if self._monotonic() - started > limit:
-                return decision  # not admitted: never past the worst case of one check
-            self._sleep(self.config.wait_poll_s)
+            self._sleep(config.wait_poll_s)
+
+    async def admit_async(self, host: str, lease_s: float | None = None) -> Decision:
+        """:meth:`admit` for a caller in an event loop: each store call runs in a worker thread,
+        the waiting of a cold start runs in the loop.
+
+        Why: many targets of one run wait on the same cold host at once. Waiting inside
+        ``asyncio.to_thread(admit)`` would hold every thread of the loop's default pool
+        (6 on a 2-core machine), and the checks that hold the slots need those threads to
+        record the success that lets the others through: the run stalls until the leases end.
+        """
+        import asyncio
+
+        host = normalize_host(host)
+        config = self._lease_config(lease_s)
+        started = self._monotonic()
+        while True:
+            decision = await asyncio.to_thread(self._admit_once, host, config)
+            if not self._should_wait(decision, config, started):
+                return decision
+            await asyncio.sleep(config.wait_poll_s)
+
+    def _lease_config(self, lease_s: float | None) -> BreakerConfig:
+        return self.config if not lease_s or lease_s <= self.config.lease_s else replace(self.config, lease_s=lease_s)
+
+    def _should_wait(self, decision: Decision, config: BreakerConfig, started: float) -> bool:
+        # Cold start: as many checks are in flight as failures are still allowed.
+        # Wait for a slot, a success (then everyone proceeds) or the breaker to open;
+        # at the latest a slot's lease runs out (its holder may have died) — then the
+        # decision (not admitted) is returned: never past the worst case of one check.
+        return decision.wait and self._monotonic() - started <= config.lease_s + config.wait_poll_s
 
     def _admit_once(self, host: str, config: BreakerConfig | None = None) -> Decision:
         config = config or self.config

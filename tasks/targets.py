@@ -80,12 +80,20 @@ def resolve_secret(env_name: str, env: Mapping[str, str] | None = None, *, targe
     """
     source = os.environ if env is None else env
     value = source.get(env_name)
+    where = f"target {target!r}: " if target else ""
     if not value:
-        where = f"target {target!r}: " if target else ""
         raise TargetConfigError(
             f"{where}environment variable {env_name} is {'empty' if env_name in source else 'not set'}; "
             f"export it with the secret "
             f"(the targets file names the variable, never the value)")
+    if value != value.strip():
+        # A secret read from a file with `$(cat ...)` or `echo` keeps its newline; the platform
+        # would only answer 401 invalid_client. Named here, never shown.
+        ends = "ends" if value[-1:].isspace() else "starts"
+        kind = "a newline" if ("\n" in value or "\r" in value) else "whitespace"
+        raise TargetConfigError(
+            f"{where}environment variable {env_name} {ends} with {kind}; secrets never contain any: "
+            f"remove it (e.g. export {env_name}=\"$(printf %s \"${env_name}\" | tr -d '\\r\\n')\")")
     return Secret(value, env_name)
 
 
@@ -492,6 +500,46 @@ _TABLES = ("defaults", "target", "slack", "breaker", "history")
 _PATH_KEYS = ("ca_bundle", "client_cert", "client_key")
 
 
+#: Limits of a targets file (issue 14): one run checks at most MAX_TARGETS targets of at
+#: most MAX_ENDPOINTS endpoints each; the file itself is at most MAX_FILE_BYTES.
+MAX_TARGETS = 1000
+MAX_ENDPOINTS = 100
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+_BOMS = ((b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"), (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"),
+         (b"\xfe\xff", "UTF-16 (big-endian)"), (b"\xff\xfe", "UTF-16 (little-endian)"))
+
+
+def decode_targets_text(raw: bytes, source: str) -> str:
+    """The file's bytes as text, or one line that names what is wrong with them:
+    too large, UTF-16/32 (say the encoding), binary, or not UTF-8. A UTF-8 byte-order
+    mark (as some Windows editors write) is accepted and dropped."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise TargetConfigError(f"{source}: the targets file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB "
+                                f"(limits: {MAX_TARGETS} targets, {MAX_ENDPOINTS} endpoints per target)")
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            raise TargetConfigError(f"{source}: the targets file is encoded as {name}; save it as UTF-8")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte-order mark: harmless, dropped
+    if b"\x00" in raw[:4096]:
+        even, odd = raw[0:4096:2].count(0), raw[1:4096:2].count(0)
+        if odd > len(raw[:4096]) // 4 and even == 0:
+            raise TargetConfigError(f"{source}: the targets file is encoded as UTF-16 (little-endian, no BOM); "
+                                    "save it as UTF-8")
+        if even > len(raw[:4096]) // 4 and odd == 0:
+            raise TargetConfigError(f"{source}: the targets file is encoded as UTF-16 (big-endian, no BOM); "
+                                    "save it as UTF-8")
+        raise TargetConfigError(f"{source}: the targets file is not text (a NUL byte at offset {raw.index(0)}): "
+                                "is it the right file?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise TargetConfigError(f"{source}: the targets file is not UTF-8 (byte 0x{raw[exc.start]:02x} on line "
+                                f"{line}); save it as UTF-8") from None
+
+
 def load_targets(path: str | os.PathLike[str]) -> TargetsConfig:
     """Read and validate a targets.toml (contract §2).
 
@@ -502,9 +550,11 @@ def load_targets(path: str | os.PathLike[str]) -> TargetsConfig:
     """
     p = Path(path).expanduser()
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise TargetConfigError(f"{p}: cannot read the targets file ({exc.strerror or exc})") from None
+    text = decode_targets_text(raw, str(p))
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -524,6 +574,14 @@ def parse_targets(data: Mapping[str, Any], *, source: str = "<values>",
     raw_targets = data.get("target", [])
     if not isinstance(raw_targets, list) or not raw_targets:
         raise TargetConfigError(f"{source}: no [[target]] entries; add at least one [[target]] table")
+    if len(raw_targets) > MAX_TARGETS:
+        raise TargetConfigError(f"{source}: {len(raw_targets)} [[target]] tables; at most {MAX_TARGETS} per file "
+                                "(split them over several files and runs)")
+    for index, raw in enumerate(raw_targets, 1):
+        endpoints = raw.get("endpoints") if isinstance(raw, dict) else None
+        if isinstance(endpoints, list) and len(endpoints) > MAX_ENDPOINTS:
+            raise TargetConfigError(f"{source}: target {raw.get('name', f'#{index}')!r}: endpoints: "
+                                    f"{len(endpoints)} entries; at most {MAX_ENDPOINTS} per target")
     targets: list[Target] = []
     for index, raw in enumerate(raw_targets, 1):
         if not isinstance(raw, dict):

@@ -62,6 +62,13 @@ PARTNER_API = f"api.partner.{LAB_DOMAIN}"
 MAIN_HOSTS = (GENESYS_LOGIN, GENESYS_API, NICE_ISSUER, NICE_API, PARTNER_AUTH, PARTNER_API)
 ALL_HOSTS = MAIN_HOSTS + (GENESYS_TLS13,)
 
+
+def partner_api_host(i: int) -> str:
+    """The i-th extra partner host (``FakePlatform(partner_hosts=N)``): a fleet of targets spread
+    over several hosts, each answering the token request like :data:`PARTNER_AUTH` and
+    ``/v1/health`` like :data:`PARTNER_API`."""
+    return f"api-{i}.partner.{LAB_DOMAIN}"
+
 TOKEN_PATHS = ("/oauth/token", "/auth/token")
 NICE_DISCOVERY = "/.well-known/cxone-configuration"
 NICE_SERVER_TIME = "/inContactAPI/services/v25.0/server-time"
@@ -139,6 +146,8 @@ ENV_NAMES = {
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # A fleet's burst of connections must queue, not be dropped: socketserver's default backlog is 5.
+    request_queue_size = 1024
 
     def __init__(self, platform: "FakePlatform", label: str, context: ssl.SSLContext) -> None:
         self.platform = platform
@@ -230,7 +239,8 @@ class FakePlatform:
     """
 
     def __init__(self, credentials: FakeCredentials | None = None, *, workdir: str | Path | None = None,
-                 schedule_rows: int = 6) -> None:
+                 schedule_rows: int = 6, partner_hosts: int = 0) -> None:
+        self.partner_hosts = tuple(partner_api_host(i) for i in range(1, partner_hosts + 1))
         self.credentials = credentials or FakeCredentials()
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="cxhealth-fake-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
@@ -253,7 +263,7 @@ class FakePlatform:
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> "FakePlatform":
         ca = CA.create_root("cxhealth lab fake-platform root", organization="cxhealth lab")
-        leaf = ca.issue_leaf(list(ALL_HOSTS), common_name=GENESYS_API, key_type="rsa")  # RSA: ECDHE-RSA suites (NICE)
+        leaf = ca.issue_leaf([*ALL_HOSTS, *self.partner_hosts], common_name=GENESYS_API, key_type="rsa")  # RSA: ECDHE-RSA suites (NICE)
         files = leaf.write(self.workdir / "pki", "fake-platform")
         self.ca_bundle = str(write_bundle(self.workdir / "pki" / "fake-platform-ca.pem", [ca.cert]))
         main = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -307,7 +317,7 @@ class FakePlatform:
     @property
     def resolve(self) -> list[str]:
         """``host:port:127.0.0.1`` for every lab host (curl's ``--resolve``)."""
-        return [f"{h}:{self.port_of(h)}:127.0.0.1" for h in ALL_HOSTS]
+        return [f"{h}:{self.port_of(h)}:127.0.0.1" for h in (*ALL_HOSTS, *self.partner_hosts)]
 
     # -- scripting -------------------------------------------------------------
     def script(self, path: str, *replies: Reply | int, host: str | None = None) -> None:
@@ -476,10 +486,10 @@ class FakePlatform:
                                     "tenantId": tenant})
         if r.host == NICE_API and r.path == NICE_SERVER_TIME and r.method == "GET":
             return self._authorized(r) or Reply(200, body={"ServerTime": _now_iso()})
-        if r.host == PARTNER_AUTH and r.path == "/oauth/token" and r.method == "POST":
+        if (r.host == PARTNER_AUTH or r.host in self.partner_hosts) and r.path == "/oauth/token" and r.method == "POST":
             return self._token(r, (c.partner_client_id, c.partner_client_secret), ("client_credentials", "password"),
                                {"token_type": "Bearer", "expires_in": 1800})
-        if r.host == PARTNER_API and r.path == "/v1/health" and r.method == "GET":
+        if (r.host == PARTNER_API or r.host in self.partner_hosts) and r.path == "/v1/health" and r.method == "GET":
             return self._authorized(r) or Reply(200, body={"status": "ok"})
         return _json_error(404, code="not.found", message=f"no route for {r.method} {r.path} on {r.host}")
 

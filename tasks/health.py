@@ -33,6 +33,7 @@ from cxhealth.tasks.remedies import remediation_for
 from cxhealth.tasks.targets import Target, TargetConfigError
 from cxhealth.tasks.timefmt import utc_text
 from cxhealth.tasks.addresses import diagnose_addresses
+from cxhealth.tasks.hostlimit import limiter
 from cxhealth.tasks.tls import Diagnosis, diagnose
 
 STAGES = ("handshake", "oauth", "endpoints", "breaker_open")
@@ -337,8 +338,10 @@ async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = ut
         options = replace(target.diagnose_options(), on_handshake_failure=on_handshake_failure,
                           should_continue=should_continue)
         # Every address of the token host (several: resolve = ["h:443:a,b"], or DNS), contract §4.
-        diagnosis: Diagnosis = await diagnose_addresses(endpoint, policy, options,
-                                                        target.addresses_for(endpoint.host, endpoint.port))
+        # One of the host's slots (hostlimit) for the whole diagnosis, taken before its deadline starts.
+        async with limiter().slot(endpoint.host, endpoint.port):
+            diagnosis: Diagnosis = await diagnose_addresses(endpoint, policy, options,
+                                                            target.addresses_for(endpoint.host, endpoint.port))
     except (TargetConfigError, ValueError, OSError) as exc:  # e.g. a ca_bundle that cannot be read
         await asyncio.to_thread(breaker.release, host, decision)
         return HandshakeResult(host, endpoint.port, decision, breaker=view,

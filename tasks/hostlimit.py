@@ -6,9 +6,10 @@ guide's retry-storm warning, made by the tool itself). Each host gets a
 semaphore; the handshake diagnosis holds one slot while it probes (its probes
 run one after another), each HTTP request holds one while it is in flight.
 
-Slots are taken *before* any timer of the guarded step starts, so waiting for a
-slot never turns into a ``handshake_timeout``. Prefect-free: the limiter lives
-in the event loop of the run (one per loop, :func:`limiter`).
+A diagnosis takes its slot before its deadline starts, so waiting for a slot never
+turns into a ``handshake_timeout``; an HTTP request takes its slot before httpx's
+connect/read timeouts start (the request's total deadline includes the wait).
+Prefect-free: the limiter lives in the event loop of the run (one per loop, :func:`limiter`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 DEFAULT_PER_HOST = 8
 """Concurrent connections to one host (name and port) in one run, unless a target's
@@ -39,20 +40,34 @@ class HostLimiter:
         self.bounds: dict[tuple[str, int], int] = {}
         self.peak: dict[tuple[str, int], int] = {}
 
-    @asynccontextmanager
-    async def slot(self, host: str, port: int, bound: int | None = None) -> AsyncIterator[None]:
+    async def acquire(self, host: str, port: int, bound: int | None = None) -> Callable[[], None]:
+        """Wait for a slot of ``host:port``; returns the function that gives it back (call it once)."""
         key = (host.lower().rstrip("."), int(port))
         sem = self._semaphores.get(key)
         if sem is None:
             self.bounds[key] = max(1, int(bound)) if bound else self.default
             sem = self._semaphores[key] = asyncio.Semaphore(self.bounds[key])
-        async with sem:
-            self._in_use[key] = self._in_use.get(key, 0) + 1
-            self.peak[key] = max(self.peak.get(key, 0), self._in_use[key])
-            try:
-                yield
-            finally:
+        await sem.acquire()
+        self._in_use[key] = self._in_use.get(key, 0) + 1
+        self.peak[key] = max(self.peak.get(key, 0), self._in_use[key])
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
                 self._in_use[key] -= 1
+                sem.release()
+
+        return release
+
+    @asynccontextmanager
+    async def slot(self, host: str, port: int, bound: int | None = None) -> AsyncIterator[None]:
+        release = await self.acquire(host, port, bound)
+        try:
+            yield
+        finally:
+            release()
 
 
 _LIMITERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HostLimiter]" = weakref.WeakKeyDictionary()

@@ -57,3 +57,41 @@ def test_every_target_in_one_event_loop_shares_one_limiter_and_a_new_run_starts_
 
 async def _get() -> HostLimiter:
     return limiter()
+
+
+def test_a_run_of_many_targets_on_a_few_lab_hosts_is_healthy_and_never_exceeds_the_bound_per_host(tmp_path):
+    """Given 120 targets spread over 3 lab hosts (token host = API host), when `cxhealth run`'s
+    orchestration checks them at once, then every target is healthy and no host ever had more
+    than the bound of connections in flight (the lab counts no failed handshake)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from bench_run_scale import write_targets
+
+    from cxhealth.lab.fake_platform import FakePlatform, partner_api_host
+    from cxhealth.tasks.health import check_targets
+    from cxhealth.tasks.hostlimit import DEFAULT_PER_HOST
+    from cxhealth.tasks.runtime import breaker_for
+    from cxhealth.tasks.targets import load_targets
+
+    with FakePlatform(partner_hosts=3) as fake:
+        path = tmp_path / "targets.toml"
+        write_targets(path, fake, 120, 3, tmp_path)
+        config = load_targets(path)
+        env = {"LAB_PARTNER_SECRET": fake.credentials.partner_client_secret}
+
+        async def run() -> tuple[list, dict]:
+            breaker = breaker_for(config)
+            try:
+                reports = await check_targets(list(config.targets), breaker, env)
+            finally:
+                breaker.close()
+            return reports, dict(limiter().peak)
+
+        reports, peak = asyncio.run(run())
+        assert [r.healthy for r in reports].count(True) == 120, [r.to_dict()["stage"] for r in reports if not r.healthy][:5]
+        hosts = {(partner_api_host(i), fake.port) for i in (1, 2, 3)}
+        assert set(peak) == hosts
+        assert all(1 <= n <= DEFAULT_PER_HOST for n in peak.values()), peak
+        assert fake.handshake_failures == []

@@ -24,6 +24,7 @@ from cxhealth.tasks.checks.failures import Diagnoser, explain_failure, safe_code
 from cxhealth.tasks.checks.http import client_for, tls_facts, total_deadline_s, within_deadline
 from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
 from cxhealth.tasks.checks.retry import Clock, RetryPolicy, send_with_retry
+from cxhealth.tasks.hostlimit import limiter
 from cxhealth.tasks.platforms import DiscoveryError, api_base_from_discovery, host_port
 from cxhealth.tasks.targets import Target
 from cxhealth.tasks.tls.engine import diagnose
@@ -117,12 +118,14 @@ class _Run:
         last_ms: list[float] = []
 
         async def send() -> httpx.Response:
-            started = time.perf_counter()
-            try:
-                return await within_deadline(self.client.get(url, headers=headers, params=params),
-                                             total_deadline_s(self.target.timeout))
-            finally:
-                last_ms.append(round((time.perf_counter() - started) * 1000, 1))
+            # a slot of the host first (hostlimit): the wait is neither timed nor under the deadline
+            async with limiter().slot(*host_port(url)):
+                started = time.perf_counter()
+                try:
+                    return await within_deadline(self.client.get(url, headers=headers, params=params),
+                                                 total_deadline_s(self.target.timeout))
+                finally:
+                    last_ms.append(round((time.perf_counter() - started) * 1000, 1))
 
         outcome = await send_with_retry(send, self.retry_policy, self.clock)
         common = dict(path=path, url=url, host=key[0], attempts=outcome.attempts, waits_s=outcome.waits,

@@ -23,6 +23,7 @@ import httpx
 from cxhealth.tasks.checks.failures import Diagnoser, explain_failure, redact, safe_code
 from cxhealth.tasks.checks.http import client_for, tls_facts, total_deadline_s, within_deadline
 from cxhealth.tasks.checks.retry import Clock, RetryPolicy, send_with_retry
+from cxhealth.tasks.hostlimit import limiter
 from cxhealth.tasks.platforms import host_port, tenant_id_from_id_token
 from cxhealth.tasks.targets import Secret, Target
 from cxhealth.tasks.tls.engine import diagnose
@@ -143,12 +144,14 @@ async def check_token(target: Target, *, client: httpx.AsyncClient | None = None
     last_ms: list[float] = []
 
     async def send() -> httpx.Response:
-        started = time.perf_counter()
-        try:
-            return await within_deadline(client.post(profile.token_url, headers=headers, data=form),
-                                         total_deadline_s(target.timeout))
-        finally:
-            last_ms.append(round((time.perf_counter() - started) * 1000, 1))
+        # a slot of the host first (hostlimit): the wait is neither timed nor under the deadline
+        async with limiter().slot(*host_port(profile.token_url)):
+            started = time.perf_counter()
+            try:
+                return await within_deadline(client.post(profile.token_url, headers=headers, data=form),
+                                             total_deadline_s(target.timeout))
+            finally:
+                last_ms.append(round((time.perf_counter() - started) * 1000, 1))
 
     try:
         outcome = await send_with_retry(send, retry_policy, clock)

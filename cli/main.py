@@ -67,6 +67,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="genesys: us_east_1, eu_west_1, ...; nice: commercial, fedramp or an API area (na1, ...)")
     _add_proxy_options(pa, no_proxy=False)
     pa.add_argument("--ca-bundle", metavar="PEM")
+    pa.add_argument("--reference-ca-bundle", metavar="PEM",
+                    help="the public roots a platform host's chain must reach (default: certifi's); a chain "
+                         "trusted only through --ca-bundle is an inspecting proxy's")
     pa.add_argument("--connect-to", action="append", default=[], metavar="HOST1:PORT1:HOST2:PORT2",
                     help="as curl: tunnel to HOST2:PORT2 for HOST1:PORT1 (SNI and verification stay on HOST1)")
     pa.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")

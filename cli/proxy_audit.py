@@ -6,9 +6,10 @@ is diagnosed through the proxy in use (``--proxy``, else the environment's, as
 
 * ``tunnelled``   — a verified handshake with the platform's own certificate;
 * ``intercepted`` — the certificate was re-signed: a known inspection product's
-  CA (the inspection table), one the client trusts (a verified handshake whose
-  chain is an inspection CA's), or a private root no public store knows (a
-  platform host never presents one);
+  CA (the inspection table), trusted or not, or a private root no public store
+  knows (a platform host never presents one) — untrusted, or trusted only
+  through ``--ca-bundle`` (a verified chain that does not reach the reference
+  store, certifi's or ``--reference-ca-bundle``);
 * ``refused``     — the proxy would not tunnel (403/405/…, or 407);
 * ``failed``      — anything else (the proxy unreachable, the proxy could not
   reach the host, a TLS fault), with its cause.
@@ -100,19 +101,41 @@ def _connect_to(host: str, port: int, rules: Sequence[tuple[str, int | None, str
     return None
 
 
+def not_public(d: Diagnosis) -> bool:
+    """A verified handshake whose chain does not reach the reference store (the public roots):
+    the client trusts it only through its own bundle. On a platform host that is a private CA's
+    chain, i.e. an inspecting proxy's, whatever the CA is called."""
+    ref = d.evidence.get("reference_store")
+    return d.ok and isinstance(ref, dict) and ref.get("complete") is False
+
+
 def verdict_of(d: Diagnosis) -> dict[str, Any]:
-    """One host's verdict, with the product and CA when intercepted."""
+    """One host's verdict, with the product and CA when intercepted.
+
+    Intercepted: a known inspection product's CA anywhere in the chain (trusted
+    or not), or a private root: a chain no public root signs, whether the
+    client rejects it (untrusted_root, self_signed) or trusts it through
+    ``--ca-bundle`` (the usual corporate set-up: the inspection CA is pushed
+    into the trust store). Who issued the chain decides, not whether the
+    client trusts it.
+    """
     names = [c.issuer for c in d.chain] + [c.subject for c in d.chain[1:]]
     found = match_inspection(names, INSPECTION_PRODUCTS) if names else None
     trusted_inspection = d.ok and any(w.code == "proxy_interception" for w in d.warnings)
+    private_trusted = not_public(d)
     out: dict[str, Any] = {"host": d.endpoint.host, "port": d.endpoint.port, "cause": d.cause.value,
                            "summary": d.summary}
-    if d.cause.value == "proxy_interception" or trusted_inspection or (
-            d.cause.value in _PRIVATE_ROOT_CAUSES and d.endpoint.proxy is not None):
+    if (d.cause.value == "proxy_interception" or trusted_inspection or private_trusted
+            or d.cause.value in _PRIVATE_ROOT_CAUSES):
         out["verdict"] = INTERCEPTED
         out["product"] = found[0].name if found else None
         out["inspection_ca"] = found[1] if found else (d.chain[-1].issuer if d.chain else None)
         out["trusted_by_client"] = bool(d.ok)
+        if private_trusted and not found and not trusted_inspection:
+            out["summary"] = (f"The handshake verified only through the client's own CA bundle: the chain is issued "
+                              f"by {out['inspection_ca']!r}, which no root of the reference store (the public "
+                              f"roots) signs; a platform host presents a public chain, so this is an inspecting "
+                              "proxy's CA that the client trusts.")
     elif d.ok:
         out["verdict"] = TUNNELLED
     elif d.cause.value in ("proxy_refused", "proxy_auth_required"):
@@ -132,9 +155,12 @@ def build_audit(args: Any) -> tuple[list[Endpoint], list[str], TLSPolicy, Diagno
     if args.timeout <= 0 or args.timeout != args.timeout:
         raise UsageError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
     ca = check_pem_file("--ca-bundle", args.ca_bundle)
+    ref = check_pem_file("--reference-ca-bundle", getattr(args, "reference_ca_bundle", None))
     try:
         if ca:
             load_store("--ca-bundle", ca)
+        if ref:
+            load_store("--reference-ca-bundle", ref)
         policy = TLSPolicy(ca_bundle=ca, timeout=args.timeout)
         policy.ssl_context()
     except (PolicyError, StoreError) as exc:
@@ -149,7 +175,7 @@ def build_audit(args: Any) -> tuple[list[Endpoint], list[str], TLSPolicy, Diagno
         except ProxyConfigError as exc:
             raise UsageError(str(exc)) from None
         roles.append(role)
-    return endpoints, roles, policy, DiagnoseOptions(), settings
+    return endpoints, roles, policy, DiagnoseOptions(reference_ca_bundle=ref, reference_on_success=True), settings
 
 
 def run_proxy_audit(args: Any) -> int:

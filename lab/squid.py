@@ -14,7 +14,8 @@ beyond its own hosts file), on random loopback ports, one per behaviour:
 * ``bump_neutral`` — the same with a neutral corporate CA, for ``--expect-issuer``.
 
 A CONNECT to a port where nothing listens gets squid's own 503
-(ERR_CONNECT_FAIL); a name squid cannot resolve gets 503 ERR_DNS_FAIL.
+(ERR_CONNECT_FAIL); a name squid cannot resolve (nothing answers DNS on
+127.0.0.1) gets squid 5.7's 500 ERR_CANNOT_FORWARD within about a second.
 Leaving the ``with`` block stops squid (SIGTERM to the process this object
 started, then SIGKILL) and deletes the directory. :func:`squid_binary` says
 whether squid with ssl_bump is installed.
@@ -282,7 +283,8 @@ logfile_rotate 0
 visible_hostname cxlab-squid
 hosts_file {d}/hosts
 dns_nameservers 127.0.0.1
-dns_timeout 2 seconds
+dns_timeout 1 seconds
+dns_retransmit_interval 1 seconds
 connect_timeout 5 seconds
 forward_timeout 10 seconds
 {f'cache_effective_user {user}' if user else ''}

@@ -16,26 +16,42 @@ from cxhealth.tasks.tls.proxy import (DIRECT, NotHTTPAnswer, ProxyConfigError, P
 # --- NO_PROXY: curl's semantics ------------------------------------------------------------------
 
 
+# Each row as curl 7.88.1 (Debian's) decided it: `env -i HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=... curl -v
+# https://HOST:4443/` tries the proxy's port 9 or goes direct (for the names: "Could not resolve host").
 @pytest.mark.parametrize("host, port, no_proxy, expected", [
     ("example.com", 443, "example.com", True),              # exact
     ("api.example.com", 443, "example.com", True),          # suffix at a label boundary
     ("notexample.com", 443, "example.com", False),          # never a bare string suffix
     ("api.example.com", 443, ".example.com", True),         # leading dot
     ("example.com", 443, ".example.com", True),             # curl strips the dot: the domain itself too
-    ("api.example.com", 443, "*.example.com", True),        # Go's/Python's spelling, read as .example.com
+    ("api.example.com", 443, "*.example.com", False),       # curl: only a lone * is a wildcard
+    ("api.example.com", 443, "*example.com", False),
     ("API.Example.COM.", 443, "example.com.", True),        # case and trailing dots ignored
+    ("good.example.test", 443, "Good.Example.Test", True),
     ("anything.test", 443, "*", True),                      # everything
+    ("anything.test", 443, " *", False),                    # ... only as the whole value
+    ("anything.test", 443, "* ", False),
+    ("anything.test", 443, "other.test,*", False),
+    ("anything.test", 443, "other.test *", False),
     ("a.test", 443, "b.test, a.test", True),                # comma and blanks
     ("a.test", 443, "b.test a.test", True),                 # blanks alone separate too (curl 7.86+)
+    ("a.test", 443, "\ta.test", True),
+    ("a.test", 443, "b.test;a.test", False),                # no other separator
     ("a.test", 443, "", False),
     ("a.test", 443, " , ,", False),
-    ("api.example.com", 443, "example.com:443", True),      # a port: that port only
+    ("a.test", 443, ".", False),
+    ("api.example.com", 443, "example.com:443", False),     # curl never matches an entry with a port
     ("api.example.com", 8443, "example.com:443", False),
+    ("127.0.0.1", 4443, "127.0.0.1:4443", False),
     ("10.1.2.3", 443, "10.0.0.0/8", True),                  # CIDR for IP hosts
+    ("127.0.0.1", 443, "127.0.0.1/32", True),
     ("10.1.2.3", 443, "10.1.2.3", True),
     ("11.1.2.3", 443, "10.0.0.0/8", False),
+    ("127.0.0.1", 443, "localhost", False),                 # no name lookup
     ("::1", 443, "::1", True),
-    ("[::1]", 443, "[::1]:443", True),
+    ("[::1]", 443, "::1", True),
+    ("[::1]", 443, "[::1]", False),                         # curl: a bracketed entry never matches
+    ("[::1]", 443, "[::1]:443", False),
     ("10.1.2.3", 443, "example.com", False),
     ("example.com", 443, "10.0.0.0/8", False),
 ])
@@ -64,6 +80,18 @@ def test_no_proxy_exempts_from_the_environment_and_from_an_explicit_proxy_but_no
     # --no-proxy: the environment is ignored entirely (its proxy and its NO_PROXY)
     assert choose_proxy("api.other.test", 443, DIRECT, env) is None
     assert choose_proxy("api.corp.test", 443, ProxySettings(explicit=explicit, ignore_environment=True), env).host == "cli"
+
+
+def test_no_proxy_then_NO_PROXY_as_curl_reads_them():
+    """curl 7.88.1 with HTTPS_PROXY set: no_proxy=other.test NO_PROXY=good.example.test -> proxy (the lowercase one
+    wins); no_proxy= (empty) NO_PROXY=good.example.test -> direct (an empty value is unset to curl_getenv);
+    no_proxy=' ' NO_PROXY=good.example.test -> proxy (a blank is a value, matching nothing)."""
+    base = {"HTTPS_PROXY": "http://envproxy:3128", "NO_PROXY": "good.example.test"}
+    pick = lambda extra: choose_proxy("good.example.test", 443, ProxySettings(), {**base, **extra})  # noqa: E731
+    assert pick({}) is None
+    assert pick({"no_proxy": "other.test"}).host == "envproxy"
+    assert pick({"no_proxy": ""}) is None
+    assert pick({"no_proxy": " "}).host == "envproxy"
 
 
 def test_proxy_urls_default_like_curl_and_show_no_password():
@@ -193,3 +221,43 @@ def test_targets_proxy_keys_pick_the_proxy_per_target(monkeypatch):
     direct.check_proxy()                                               # its [defaults] password var is moot
     with pytest.raises(Exception, match="CXP_PW_UNSET is not set"):
         via.check_proxy()
+
+
+@pytest.mark.parametrize("status, squid_error, kind", [
+    (500, "ERR_CANNOT_FORWARD 0", "proxy_upstream_failure"),   # squid could not forward: no DNS answer / no route
+    (503, "ERR_DNS_FAIL 0", "proxy_upstream_failure"),
+    (503, "ERR_CONNECT_FAIL 111", "proxy_upstream_failure"),
+    (504, "ERR_READ_TIMEOUT 0", "proxy_upstream_failure"),
+    (502, "ERR_GATEWAY_FAILURE 0", "proxy_upstream_failure"),
+    (503, "ERR_SECURE_CONNECT_FAIL 0", "proxy_upstream_failure"),
+    (403, "ERR_ACCESS_DENIED 0", "proxy_refused"),
+    (400, "ERR_INVALID_URL 0", "proxy_refused"),
+    (500, "ERR_ACCESS_DENIED 0", "proxy_refused"),             # a known refusal marker decides over the status
+    (407, "ERR_CACHE_ACCESS_DENIED 0", "proxy_auth_required"),
+    (403, "ERR_CACHE_ACCESS_DENIED 0", "proxy_auth_required"),
+    (500, None, "proxy_upstream_failure"),                     # a 5xx without a refusal marker
+    (500, "ERR_SOMETHING_NEW 0", "proxy_upstream_failure"),
+    (502, None, "proxy_upstream_failure"),
+    (403, None, "proxy_refused"),
+    (405, None, "proxy_refused"),
+    (301, None, "proxy_refused"),
+    (407, None, "proxy_auth_required"),
+])
+def test_the_proxys_answer_maps_to_a_cause_by_squids_error_name_then_status(status, squid_error, kind):
+    from cxhealth.tasks.tls.proxy import ProxyAnswer, kind_of_answer
+
+    headers = (("X-Squid-Error", squid_error),) if squid_error else ()
+    assert kind_of_answer(ProxyAnswer(status, f"HTTP/1.1 {status} X", headers)) == kind
+
+
+def test_an_upstream_failure_summary_names_squids_reason_and_no_egress_rule():
+    from cxhealth.tasks.tls.model import Cause
+    from cxhealth.tasks.tls.proxy_causes import proxy_remediation, proxy_verdict
+
+    ev = {"url": "http://127.0.0.1:3128", "source": "--proxy", "status_line": "HTTP/1.1 500 Internal Server Error",
+          "x_squid_error": "ERR_CANNOT_FORWARD 0", "body_first_line": "ERROR: The requested URL could not be retrieved"}
+    cause, summary, details = proxy_verdict("proxy_upstream_failure", None, ev, "nosuch.example.test", 443)
+    assert cause is Cause.PROXY_UPSTREAM_FAILURE
+    assert "could not reach nosuch.example.test:443" in summary and "ERR_CANNOT_FORWARD" in summary
+    steps = proxy_remediation(cause, details, "nosuch.example.test")
+    assert not any("allow CONNECT" in s for s in steps) and "--resolve" in steps[0]

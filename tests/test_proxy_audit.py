@@ -57,7 +57,8 @@ def audit_squid(edge):
 
 
 def audit(edge, *argv: str) -> tuple[int, dict, str]:
-    code, out, err = run_cli("proxy-audit", *argv, "--ca-bundle", edge.ca_bundle, *edge.connect_to(), "--json")
+    code, out, err = run_cli("proxy-audit", *argv, "--ca-bundle", edge.ca_bundle, *edge.connect_to(), "--json",
+                             "--reference-ca-bundle", edge.ca_bundle)   # the lab edge's root stands for the public roots
     return code, (json.loads(out) if out else {}), err
 
 
@@ -97,11 +98,46 @@ def test_a_trusted_inspection_ca_is_still_reported_as_intercepted(edge, audit_sq
     bundle = tmp_path / "edge+zscaler.pem"
     bundle.write_bytes(open(edge.ca_bundle, "rb").read() + audit_squid.zscaler_ca_pem.read_bytes())
     code, out, err = run_cli("proxy-audit", "--platform", "genesys", "--region", "us_east_1", "--proxy",
-                             audit_squid.url("bump"), "--ca-bundle", str(bundle), *edge.connect_to(), "--json")
+                             audit_squid.url("bump"), "--ca-bundle", str(bundle), *edge.connect_to(), "--json",
+                             "--reference-ca-bundle", edge.ca_bundle)
     report = json.loads(out)
     api = {h["host"]: h for h in report["hosts"]}["api.mypurecloud.com"]
     assert code == 1 and api["verdict"] == "intercepted" and api["trusted_by_client"] is True
     assert api["product"] == "Zscaler"
+
+
+def test_a_trusted_neutral_inspection_ca_is_intercepted_not_tunnelled(edge, audit_squid, tmp_path):
+    """The usual corporate set-up: the inspection CA (a neutral name no product table knows) is in the
+    client's bundle. The chain verifies, but reaches no public root: intercepted, exit 1, bypass listed."""
+    bundle = tmp_path / "edge+neutral.pem"
+    bundle.write_bytes(open(edge.ca_bundle, "rb").read() + audit_squid.neutral_ca_pem.read_bytes())
+    argv = ["proxy-audit", "--platform", "genesys", "--region", "us_east_1", "--proxy", audit_squid.url("bump_neutral"),
+            "--ca-bundle", str(bundle), "--reference-ca-bundle", edge.ca_bundle, *edge.connect_to()]
+    code, out, err = run_cli(*argv, "--json")
+    assert err == ""
+    report = json.loads(out)
+    hosts = {h["host"]: h for h in report["hosts"]}
+    assert hosts["login.mypurecloud.com"]["verdict"] == "tunnelled"            # spliced: the edge's own chain
+    api = hosts["api.mypurecloud.com"]
+    assert code == 1 and report["ok"] is False
+    assert (api["verdict"], api["product"], api["trusted_by_client"]) == ("intercepted", None, True)
+    assert "Northwind" in api["inspection_ca"] and "reference store" in api["summary"]
+    assert api["diagnosis"]["evidence"]["reference_store"]["complete"] is False
+    assert report["bypass"][0]["patterns"] == ["*.mypurecloud.com"]
+    assert report["bypass"][0]["entries"][0]["covers"] == ["api.mypurecloud.com"]
+    code, text, _ = run_cli(*argv)
+    assert code == 1 and "INTERCEPTED" in text and "unrecognised inspection CA" in text
+    assert "the client trusts that CA" in text and "1 of 2 hosts tunnelled untouched" in text
+
+
+def test_without_a_reference_store_a_private_edge_chain_is_not_public(edge, audit_squid):
+    """With certifi as the reference (the default), the lab edge's private root is not a public chain:
+    even the plain tunnel's hosts count as intercepted (a real platform host chains to a public root)."""
+    code, out, err = run_cli("proxy-audit", "--platform", "genesys", "--region", "us_east_1", "--proxy",
+                             audit_squid.url("plain"), "--ca-bundle", edge.ca_bundle, *edge.connect_to(), "--json")
+    report = json.loads(out)
+    assert code == 1 and [h["verdict"] for h in report["hosts"]] == ["intercepted", "intercepted"]
+    assert all(h["trusted_by_client"] for h in report["hosts"])
 
 
 def test_a_refused_host_is_refused_and_the_text_report_says_so(edge, audit_squid):
@@ -111,14 +147,14 @@ def test_a_refused_host_is_refused_and_the_text_report_says_so(edge, audit_squid
         ("cxone.niceincontact.com", "tunnelled"), ("api-na1.niceincontact.com", "refused")]
     assert report["hosts"][1]["status_line"] == "HTTP/1.1 403 Forbidden" and report["bypass"] == []
     code, out, err = run_cli("proxy-audit", "--platform", "nice", "--region", "na1", "--proxy", audit_squid.url("plain"),
-                             "--ca-bundle", edge.ca_bundle, *edge.connect_to())
+                             "--ca-bundle", edge.ca_bundle, "--reference-ca-bundle", edge.ca_bundle, *edge.connect_to())
     assert code == 1 and "REFUSED" in out and "TUNNELLED" in out and "1 of 2 hosts tunnelled" in out
 
 
 def test_the_environment_proxy_is_the_one_audited(edge, audit_squid, monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", audit_squid.url("bump"))
     code, out, _ = run_cli("proxy-audit", "--platform", "genesys", "--region", "us_east_1",
-                           "--ca-bundle", edge.ca_bundle, *edge.connect_to())
+                           "--ca-bundle", edge.ca_bundle, "--reference-ca-bundle", edge.ca_bundle, *edge.connect_to())
     assert code == 1 and "(from $HTTPS_PROXY)" in out and "INTERCEPTED" in out and ".mypurecloud.com" in out
 
 

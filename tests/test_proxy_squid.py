@@ -118,6 +118,21 @@ def test_connect_to_a_closed_upstream_port_is_squids_503_upstream_failure(tls_la
     assert any("Ticket for the network team" in step for step in doc["remediation"])
 
 
+def test_a_name_squid_cannot_resolve_is_upstream_failure_not_an_egress_rule(tls_lab, squid):
+    """squid answers a CONNECT to a name it cannot resolve with its own error (500 ERR_CANNOT_FORWARD or
+    503 ERR_DNS_FAIL): the proxy could not reach the target, not an access rule."""
+    s = tls_lab.scenarios["healthy"]
+    code, out, err = run_cli("diagnose", f"https://nosuch-name.cxlab.test:{s.port}", "--ca-bundle", s.ca_bundle,
+                             "--json", "--proxy", squid.url("plain"), "--timeout", "10")
+    doc = json.loads(out)
+    assert (code, doc["cause"]) == (1, "proxy_upstream_failure"), doc["summary"]
+    proxy = doc["evidence"]["proxy"]
+    assert proxy["status"] >= 500
+    assert proxy["x_squid_error"].split(" ")[0] in ("ERR_CANNOT_FORWARD", "ERR_DNS_FAIL")
+    assert "could not reach nosuch-name.cxlab.test" in doc["summary"] and "egress rule" not in doc["summary"]
+    assert not any("allow CONNECT" in step for step in doc["remediation"])
+
+
 def test_a_proxy_that_refuses_or_does_not_speak_http_is_unreachable(tls_lab, squid):
     s = tls_lab.scenarios["healthy"]
     closed = tls_lab.scenarios["tcp_refused"]

@@ -47,6 +47,9 @@ class DiagnoseOptions:
         once (the circuit breaker counts it while the diagnosis goes on).
     should_continue: awaited before each extra probe; False skips it (the
         host's breaker opened meanwhile: no new connection to it).
+    reference_on_success: after a verified handshake, also build the chain's
+        path to the reference store (``evidence.reference_store``): whether the
+        chain is a public one, not only one the client trusts (proxy-audit).
     """
 
     reference_ca_bundle: str | None = None
@@ -57,6 +60,7 @@ class DiagnoseOptions:
     now: Callable[[], datetime] = field(default=_utcnow, compare=False)
     on_handshake_failure: Callable[[ProbeResult], Awaitable[None]] | None = field(default=None, compare=False)
     should_continue: Callable[[], Awaitable[bool]] | None = field(default=None, compare=False)
+    reference_on_success: bool = False  # also chain a verified handshake to the reference store (proxy-audit)
 
 
 @functools.lru_cache(maxsize=64)
@@ -280,7 +284,13 @@ async def _diagnose_success(run: _Run, first: ProbeResult, now: datetime) -> Dia
                                  f"{_sent_sni_text(endpoint)} the server presents a certificate for other names "
                                  f"({', '.join(verdict.details.get('sans', [])[:3])}); with SNI {endpoint.verify_name!r} "
                                  f"it presents a valid one ({retry.protocol}).", {"sni_probe": "accepted"})
-    return _finish(run, verdict, now, first=first, certs=certs, verified=verified, verified_ok=True)
+    chain_facts = None
+    if options.reference_on_success:
+        reference = ch.reference_store(options.reference_ca_bundle)
+        chain_facts = cl.ChainFacts(certs=certs, client=None,
+                                    reference=ch.build_path(certs[0], list(certs[1:]) + list(verified[1:]), reference))
+    return _finish(run, verdict, now, first=first, certs=certs, verified=verified, verified_ok=True,
+                   chain_facts=chain_facts)
 
 
 async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime) -> Diagnosis:

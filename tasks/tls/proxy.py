@@ -13,9 +13,9 @@ Choosing a proxy follows curl (lib/url.c, lib/noproxy.c):
   ``*`` alone bypasses everything; otherwise a comma- or blank-separated list
   where ``example.com`` (or ``.example.com``) matches ``example.com`` and every
   name under it (never ``notexample.com``), trailing dots ignored, IP addresses
-  and CIDR ranges for IP hosts. Two additions, as Python's and Go's clients
-  have them: ``*.example.com`` reads as ``.example.com``, and ``host:PORT``
-  matches that port only (curl would never match such an entry);
+  and CIDR ranges for IP hosts. Nothing more: ``host:PORT`` and ``*.example.com``
+  entries never match, as in curl 7.88 (checked with ``curl -v``); an empty
+  ``no_proxy`` falls through to ``NO_PROXY``, as in curl;
 * ``ignore_environment`` (``--no-proxy``, a target's ``no_proxy = true``)
   ignores all of these variables.
 
@@ -218,10 +218,12 @@ def environment_proxy(env: Mapping[str, str] | None = None, password_env: str | 
 
 
 def environment_no_proxy(env: Mapping[str, str] | None = None) -> str:
+    """``no_proxy``, else ``NO_PROXY``: as curl, an empty (set but blank-free empty) ``no_proxy``
+    counts as unset and ``NO_PROXY`` is read (curl_getenv returns NULL for an empty value)."""
     source = os.environ if env is None else env
     for name in ENV_NO_PROXY_VARS:
         value = source.get(name)
-        if value is not None:
+        if value:
             return value
     return ""
 
@@ -243,10 +245,19 @@ def choose_proxy(host: str, port: int, settings: ProxySettings,
 
 
 def no_proxy_matches(host: str, port: int, no_proxy: str) -> bool:
-    """Does ``no_proxy`` (curl's syntax, plus ``host:PORT`` and ``*.domain``) exempt ``host:port``?"""
-    text = (no_proxy or "").strip()
-    if not text:
-        return False
+    """Does ``no_proxy`` exempt ``host`` — exactly as curl 7.88 (lib/noproxy.c) decides?
+
+    * the whole value ``*`` (nothing else: not `` *``, not ``a.test,*``) exempts every host;
+    * otherwise a list separated by commas and/or blanks; a name entry matches that
+      name and every name under it (``example.com`` and ``.example.com`` alike; never
+      ``notexample.com``), case-insensitively, trailing dots ignored;
+    * for an IP host, an address or a CIDR range (``10.0.0.0/8``; IPv6 unbracketed);
+    * curl has no other forms: an entry with a port (``host:443``), a bracketed
+      ``[::1]`` or a pattern such as ``*.example.com`` never matches (curl treats it
+      as a literal name), so it is ignored here too — a NO_PROXY shared with curl
+      sends both tools the same way. ``port`` is accepted for the callers, unused.
+    """
+    text = no_proxy or ""
     if text == "*":
         return True
     name = host.strip().lower()
@@ -259,28 +270,13 @@ def no_proxy_matches(host: str, port: int, no_proxy: str) -> bool:
         if not token:
             continue
         token = token.lower()
-        token_port: int | None = None
-        if token.startswith("["):                      # [::1]:443 or [::1]
-            inner, _, rest = token[1:].partition("]")
-            token = inner
-            if rest.startswith(":") and rest[1:].isdigit():
-                token_port = int(rest[1:])
-        elif token.count(":") == 1:                    # host:443 (an IPv6 address has several colons)
-            head, _, tail = token.partition(":")
-            if tail.isdigit():
-                token, token_port = head, int(tail)
-        if token_port is not None and token_port != port:
-            continue
         if ip is not None:
             if _ip_matches(ip, token):
                 return True
             continue
-        if token == "*":
-            return True
         token = token.rstrip(".")
-        if token.startswith("*."):
+        if token.startswith("."):
             token = token[1:]
-        token = token.lstrip(".")
         if not token:
             continue
         if name == token or name.endswith("." + token):
@@ -445,14 +441,44 @@ PROXY_AUTH_REQUIRED = "proxy_auth_required"
 PROXY_REFUSED = "proxy_refused"
 PROXY_UPSTREAM_FAILURE = "proxy_upstream_failure"
 PROXY_KINDS = frozenset({PROXY_UNREACHABLE, PROXY_AUTH_REQUIRED, PROXY_REFUSED, PROXY_UPSTREAM_FAILURE})
-_UPSTREAM_STATUSES = frozenset({502, 503, 504})
+# squid's error page names (``X-Squid-Error: NAME ERRNO``) -> the kind of failure they mean. A name
+# squid uses when it could not reach or talk to the target is an upstream failure whatever the
+# status (squid answers ERR_CANNOT_FORWARD with 500 and ERR_DNS_FAIL with 503); an access rule,
+# a malformed request or missing credentials is a refusal (or authentication).
+SQUID_AUTH_ERRORS = frozenset({"ERR_CACHE_ACCESS_DENIED", "ERR_PROXY_AUTH_REQUIRED"})
+SQUID_REFUSAL_ERRORS = frozenset({
+    "ERR_ACCESS_DENIED", "ERR_CACHE_MGR_ACCESS_DENIED", "ERR_FORWARDING_DENIED", "ERR_INVALID_URL",
+    "ERR_INVALID_REQ", "ERR_INVALID_RESP", "ERR_UNSUP_REQ", "ERR_UNSUP_HTTPVERSION", "ERR_TOO_BIG",
+    "ERR_NO_RELAY", "ERR_ONLY_IF_CACHED_MISS", "ERR_PROTOCOL_UNKNOWN", "ERR_REQUEST_START_TIMEOUT",
+    "ERR_REQUEST_PARSE_TIMEOUT", "ERR_URN_RESOLVE", "ERR_PRECONDITION_FAILED", "ERR_CONFLICT_HOST",
+})
+SQUID_UPSTREAM_ERRORS = frozenset({
+    "ERR_DNS_FAIL", "ERR_CONNECT_FAIL", "ERR_CANNOT_FORWARD", "ERR_READ_TIMEOUT", "ERR_READ_ERROR",
+    "ERR_WRITE_ERROR", "ERR_GATEWAY_FAILURE", "ERR_LIFETIME_EXP", "ERR_SOCKET_FAILURE", "ERR_ZERO_SIZE_OBJECT",
+    "ERR_SECURE_CONNECT_FAIL", "ERR_SHUTTING_DOWN",
+})
+
+
+def squid_error_name(answer: "ProxyAnswer") -> str | None:
+    raw = answer.header("X-Squid-Error")
+    return raw.strip().split(" ", 1)[0].upper() if raw and raw.strip() else None
 
 
 def kind_of_answer(answer: ProxyAnswer) -> str:
-    """A non-2xx answer to CONNECT -> the error kind (the cause code of contract §1)."""
-    if answer.status == 407:
+    """A non-2xx answer to CONNECT -> the error kind (the cause code of contract §1).
+
+    squid's error name decides when it is one we know; otherwise 407 is
+    authentication, any 5xx the proxy failing to reach the target, the rest
+    (403, 405, a 301 to a captive portal, ...) a refusal.
+    """
+    name = squid_error_name(answer)
+    if name in SQUID_AUTH_ERRORS or answer.status == 407:
         return PROXY_AUTH_REQUIRED
-    if answer.status in _UPSTREAM_STATUSES:
+    if name in SQUID_UPSTREAM_ERRORS:
+        return PROXY_UPSTREAM_FAILURE
+    if name in SQUID_REFUSAL_ERRORS:
+        return PROXY_REFUSED
+    if answer.status is not None and 500 <= answer.status <= 599:
         return PROXY_UPSTREAM_FAILURE
     return PROXY_REFUSED
 

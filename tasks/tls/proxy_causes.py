@@ -23,12 +23,22 @@ _KIND_CAUSE = {PROXY_UNREACHABLE: Cause.PROXY_UNREACHABLE, PROXY_AUTH_REQUIRED: 
 _SQUID_ERRORS = {
     "ERR_DNS_FAIL": "the proxy cannot resolve the host name",
     "ERR_CONNECT_FAIL": "the proxy's connection to the host failed",
-    "ERR_CONNECT_TIMEOUT": "the proxy's connection to the host timed out",
     "ERR_READ_TIMEOUT": "the host did not answer the proxy in time",
+    "ERR_READ_ERROR": "the proxy's connection to the host broke",
+    "ERR_WRITE_ERROR": "the proxy could not write to the host",
+    "ERR_LIFETIME_EXP": "the proxy's connection to the host outlived its lifetime",
+    "ERR_SECURE_CONNECT_FAIL": "the proxy's TLS connection to the host failed",
+    "ERR_SOCKET_FAILURE": "the proxy could not open a socket",
+    "ERR_ZERO_SIZE_OBJECT": "the host closed the proxy's connection without an answer",
+    "ERR_SHUTTING_DOWN": "the proxy is shutting down",
+    "ERR_INVALID_URL": "the proxy finds the requested host:port invalid",
+    "ERR_INVALID_REQ": "the proxy finds the request invalid",
+    "ERR_UNSUP_REQ": "the proxy does not support this request",
+    "ERR_FORWARDING_DENIED": "the proxy refuses to forward it",
     "ERR_ACCESS_DENIED": "an access rule of the proxy denies it",
     "ERR_CACHE_ACCESS_DENIED": "the proxy requires authentication",
     "ERR_GATEWAY_FAILURE": "the proxy's gateway failed",
-    "ERR_CANNOT_FORWARD": "the proxy cannot forward the request",
+    "ERR_CANNOT_FORWARD": "the proxy cannot forward the request (no DNS answer for the host or no route to it)",
 }
 
 
@@ -80,7 +90,10 @@ def proxy_verdict(kind: str, message: str | None, evidence: Mapping[str, Any] | 
         why = f" ({squid})" if squid else ""
         summary = (f"The proxy {via} refused to tunnel to {target}: {said}{why}"
                    + (f", '{body}'" if body and (not squid or body not in squid) else "")
-                   + ": an egress rule of the proxy blocks this host or port.")
+                   + (": an egress rule of the proxy blocks this host or port."
+                      if not ev.get("x_squid_error") or str(ev.get("x_squid_error")).split(" ")[0]
+                      in ("ERR_ACCESS_DENIED", "ERR_FORWARDING_DENIED")
+                      else ": the proxy will not tunnel this request."))
         details["squid_error"] = ev.get("x_squid_error")
     else:
         why = f": {squid}" if squid else ""
@@ -139,6 +152,7 @@ def proxy_remediation(cause: Cause, details: Mapping[str, Any], allow_list: str)
         steps.append(bypass)
         return tuple(steps)
     return (f"The proxy cannot reach {target}: check the host name and port, then the proxy's own DNS and egress "
-            "from its side (the proxy resolves and connects, not this machine).",
+            "from its side (the proxy resolves and connects, not this machine, so a --resolve entry for the host "
+            "does not apply through it).",
             ticket,
             bypass)

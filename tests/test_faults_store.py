@@ -348,3 +348,21 @@ def test_run_with_its_redis_down_reports_the_fallback_queues_alerts_locally_and_
         assert report["alerts"].get("fallback") is None
         assert len(slack.top_level()) == 1
         assert "fault-secret-canary-77" not in out + json.dumps([r for r in reports])
+
+
+def test_a_redis_restarted_empty_while_the_breaker_was_open_is_not_taken_for_closed(own_redis) -> None:
+    # Given the breaker opened on Redis (no fallback involved)
+    breaker = open_breaker(own_redis.url, CONFIG, timeout_s=0.5, retry_after_s=0.01)
+    for _ in range(2):
+        breaker.record_failure(HOST, CAUSE, decision=breaker.admit(HOST))
+    assert not breaker.admit(HOST).admitted
+    breaker.close()
+    # When Redis restarts empty (no persistence)
+    own_redis.kill()
+    own_redis.start()
+    # Then the next run's breaker still turns callers away until the open time passes, and says why
+    fresh = open_breaker(own_redis.url, CONFIG, timeout_s=0.5)
+    decisions = [fresh.admit(HOST) for _ in range(3)]
+    assert not any(d.admitted for d in decisions)
+    assert all("recorded the breaker open" in (d.fallback or "") for d in decisions)
+    assert fresh.admit(OTHER).admitted and fresh.admit(OTHER).fallback is None

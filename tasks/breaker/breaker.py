@@ -37,7 +37,7 @@ from .model import (
     Transition,
     encode_summary,
 )
-from .model import BreakerState
+from .model import BreakerState, TransitionKind
 from .store import BreakerStore, RecordUnreadable, StoreMisconfigured, StoreUnavailable
 from .url import check_store_url
 
@@ -142,9 +142,29 @@ class FallbackStore:
             return None
         if status.state is not BreakerState.OPEN:
             return None
+        now = (self._clock or time.time)()
+        if status.override is None and (status.reopen_at is None or status.reopen_at.timestamp() <= now):
+            return None  # its time has passed: the store decides (one probe)
         return Decision(host, False, BreakerState.OPEN, reopen_at=status.reopen_at,
                         last_failure=status.last_failure, override=status.override,
                         override_reason=status.override_reason, store=self.name)
+
+    def mirror(self, transition: Transition, config: BreakerConfig) -> None:
+        """Keep this machine's copy of a transition the store handed out: an OPEN is
+        obeyed even if the store comes back empty (a Redis restarted without persistence),
+        a CLOSED forgets it. Only when a local file is configured; never raises."""
+        if not self.path:
+            return
+        try:
+            if transition.kind is TransitionKind.CLOSED:
+                if self.has_records():
+                    self.call(lambda f: f.reset(transition.host))
+                return
+            reopen = transition.reopen_at.timestamp() if transition.reopen_at else None
+            summary = encode_summary(transition.summary or {})
+            self.call(lambda f: f.mirror_open(transition.host, reopen, summary, transition.trips))
+        except Exception as exc:  # noqa: BLE001 - a copy; the store's answer stands
+            log.debug("could not keep a local copy of a breaker transition: %s", exc)
 
     def close(self) -> None:
         if self._local is not None:
@@ -321,9 +341,15 @@ class Breaker:
             lambda s: s.admit(host, config, lease),
             lambda f: self._obeyed_rejection(host, lease) or f.admit(host, config, lease),
         )
-        if fallback is None and decision.admitted and not decision.is_probe and self._fallback.has_records():
+        if (fallback is None and (decision.admitted or decision.wait) and not decision.is_probe
+                and self._fallback.has_records()):
             local = self._fallback.peek_rejection(host, self.config)
             if local is not None:
+                if decision.admitted and decision.lease and self._store is not None:
+                    try:  # the cold-start slot it was given is not used
+                        self._store.release(host, decision.lease)
+                    except (StoreUnavailable, RecordUnreadable):
+                        pass
                 return replace(local, fallback=f"the store {self.description} answers again, but this machine's "
                                              f"fallback store recorded the breaker open meanwhile; obeyed until "
                                              f"{local.reopen_at.isoformat() if local.reopen_at else 'cleared'}")
@@ -353,6 +379,8 @@ class Breaker:
             lambda s: s.record_failure(host, self.config, summary_json, epoch, lease),
             lambda f: f.record_failure(host, self.config, summary_json, None, None),
         )
+        if transition is not None and fallback is None:
+            self._fallback.mirror(transition, self.config)
         return _flag(transition, fallback)
 
     def record_success(self, host: str, decision: Decision | None = None) -> Transition | None:
@@ -378,6 +406,8 @@ class Breaker:
             lambda s: s.record_success(host, self.config, decision.epoch, decision.lease),
             lambda f: None,  # the lease lives in the unreachable store; it will expire there
         )
+        if transition is not None and fallback is None:
+            self._fallback.mirror(transition, self.config)
         return _flag(transition, fallback)
 
     def release(self, host: str, decision: Decision | None) -> None:
@@ -593,6 +623,8 @@ def open_breaker(
             "redis://host:port/db or memory://"
         )
 
+    if clock is None and redis_time_offset is not None:  # tests: the local copy keeps the store's time
+        clock = lambda: time.time() + redis_time_offset()  # noqa: E731
     memory = MemoryStore(clock) if clock is not None else _shared_memory_store(_FALLBACKS, description)
     local = None if fallback == "memory" else (fallback_path(description) if fallback in (None, "local") else fallback)
     return Breaker(

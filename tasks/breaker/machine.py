@@ -202,6 +202,12 @@ def record_success(
     return None, None
 
 
+def mirror_open(record: BreakerRecord, reopen_at: float | None, summary_json: str, trips: int) -> BreakerRecord:
+    """A local copy of an OPEN recorded by the shared store (obeyed if that store comes back empty)."""
+    return replace(record, state=_OPEN, failures=(), trips=max(trips, record.trips), reopen_at=reopen_at,
+                   lease=None, lease_expires=None, last_failure=summary_json, inflight=())
+
+
 def release(record: BreakerRecord, now: float, host: str, lease: str | None) -> BreakerRecord | None:
     """Free a cold-start slot whose holder reports nothing (its check ended otherwise)."""
     if lease is None or not any(s[0] == lease for s in record.inflight):

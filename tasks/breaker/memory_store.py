@@ -64,6 +64,10 @@ class MemoryStore:
             if new is not None:
                 self._records[host] = new
 
+    def mirror_open(self, host: str, reopen_at: float | None, summary_json: str, trips: int) -> None:
+        with self._lock:
+            self._records[host] = machine.mirror_open(self._records.get(host, _EMPTY), reopen_at, summary_json, trips)
+
     def set_override(self, host: str, override: Override | None, reason: str | None) -> None:
         with self._lock:
             self._records[host] = machine.set_override(

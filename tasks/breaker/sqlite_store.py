@@ -278,6 +278,11 @@ class SQLiteStore:
     def release(self, host: str, lease: str | None) -> None:
         self._read_modify_write(host, lambda record, now: (machine.release(record, now, host, lease), None))
 
+    def mirror_open(self, host: str, reopen_at: float | None, summary_json: str, trips: int) -> None:
+        """This machine's copy of an OPEN the shared store recorded (see Breaker: local fallback)."""
+        self._read_modify_write(host, lambda record, now: (machine.mirror_open(record, reopen_at, summary_json,
+                                                                               trips), None))
+
     def set_override(self, host: str, override: Override | None, reason: str | None) -> None:
         self._read_modify_write(
             host, lambda record, now: (machine.set_override(record, override, reason), None)

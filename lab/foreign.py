@@ -607,6 +607,12 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
     trusting = pki.write_bundle(d / "client-store+mitmproxy.pem", [root.cert, trusted_bad.cert])
     std("bad_root_trusted", "ok", "the client's store trusts the mitmproxy root that minted the leaf",
         leaf("bad_root_trusted", trusted_bad), ca_bundle=trusting, warnings=("proxy_interception",))
+    trusted_superfish = _root("Superfish, Inc.", "Superfish, Inc.")
+    trusting_superfish = pki.write_bundle(d / "client-store+superfish.pem", [root.cert, trusted_superfish.cert])
+    std("compromised_root_trusted", "proxy_interception",
+        "the client's store trusts Superfish (its private key is public): verified, and still a failure",
+        leaf("compromised_root_trusted", trusted_superfish), ca_bundle=trusting_superfish,
+        evidence={"remove_root": True, "trusted_by_client": True})
 
     # ---- client certificates ------------------------------------------------------------------
     std("client_cert_optional", "ok", "the server asks for a client certificate and goes on without one",

@@ -818,6 +818,17 @@ def classify_success(facts: ChainFacts, *, host: str, pins: Sequence[str], expec
         faults.append(Fault(Cause.HOSTNAME_MISMATCH,
                             f"The chain verifies, but the certificate's names ({clip(', '.join(sans[:4]) or 'no SAN', 300)}) "
                             f"do not cover {host}.", {"sans": sans[:20]}))
+    if product and product[0].kind == "compromised":
+        # The handshake verified only because the client trusts a root whose private key is public
+        # (Superfish, eDellRoot, …): anyone can mint a certificate for any host under it, so a
+        # verified handshake proves nothing. A failure, not a warning: "ok" would be a lie.
+        faults.append(Fault(Cause.PROXY_INTERCEPTION,
+                            f"The chain verifies only because the client trusts {clip(product[1], 200)!r} "
+                            f"({product[0].name}), a root whose private key is public: anyone can impersonate any "
+                            "server to this client.",
+                            {"inspection_ca": clip(product[1], 200), "product": product[0].name,
+                             "bypass_hint": product[0].bypass_hint, "product_kind": product[0].kind,
+                             "remove_root": True, "trusted_by_client": True}))
     if expect_issuers and not expected_issuer_found(names, expect_issuers):
         issuer = ch.name_text(facts.leaf.issuer)
         faults.append(Fault(Cause.PROXY_INTERCEPTION,
@@ -905,7 +916,9 @@ def collect_warnings(*, certs: Sequence[x509.Certificate], verified: Sequence[x5
         found = match_inspection(names_for_inspection)
         if found:
             product, name = found
-            if product.must_be_removed:
+            if product.kind == "compromised":
+                pass  # the cause itself (classify_success): a root whose private key is public
+            elif product.must_be_removed:
                 out.append(Finding(WarningCode.PROXY_INTERCEPTION.value,
                                    f"The handshake verified only because the client trusts {clip(name, 200)!r} "
                                    f"({product.name}), a {'root whose private key is public' if product.kind == 'compromised' else 'debugging proxy root'}: "

@@ -582,6 +582,15 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
         std(name, "incomplete_chain", f"the leaf alone; its issuer at an AIA URL ({url.rsplit('.', 1)[1]}, headers "
             "and body in separate segments)", leaf(name, aia_issuing, aia_url=url), send=0,
             evidence={"issuer_found": True, "aia_fetched": True})
+    lost_root = _root("Foreign Lost Private Root", "Foreign Private IT")
+    aia_private = make_ca(lost_root, "Foreign AIA Private Issuing CA")
+    url_private = aia.publish("foreign-aia-private.cer", aia_private.cert.public_bytes(serialization.Encoding.DER),
+                              "application/pkix-cert")
+    std("aia_then_unknown_root", "incomplete_chain",
+        "the leaf alone; AIA supplies its issuer, whose own (private) root is in no store",
+        leaf("aia_then_unknown_root", aia_private, aia_url=url_private), send=0,
+        evidence={"missing_issuer": "CN=Foreign AIA Private Issuing CA,O=Foreign Trust",
+                  "unfound_issuer": "CN=Foreign Lost Private Root,O=Foreign Private IT"})
     std("leaf_only_no_aia", "incomplete_chain", "the leaf alone, no AIA, the intermediate in no store",
         leaf("leaf_only_no_aia", make_ca(root, "Foreign Unpublished CA")), send=0,
         evidence={"issuer_found": False})

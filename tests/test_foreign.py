@@ -85,6 +85,7 @@ CASE_NAMES = [
     "aia_split_der",
     "aia_pem",
     "aia_p7c",
+    "aia_then_unknown_root",
     "leaf_only_no_aia",
     "leaf_only_aia_404",
     "bad_root_superfish",

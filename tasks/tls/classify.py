@@ -457,8 +457,19 @@ def _incomplete_unfound(facts: ChainFacts, sent_top: x509.Certificate, top: x509
         why = "its AIA URL was not fetched"
     else:
         why = "the certificate names no AIA URL and no store holds it"
-    missing = ch.name_text(top.issuer)
     what = "only its leaf" if sent_top is facts.leaf and len(facts.certs) == 1 else f"{len(facts.certs)} certificate(s)"
+    if top is not sent_top:
+        # AIA supplied the issuer the server omitted (and maybe more), then the path stops again:
+        # the server must send what AIA found; what is above it could be found nowhere.
+        missing, unfound = ch.name_text(sent_top.issuer), ch.name_text(top.issuer)
+        return Fault(Cause.INCOMPLETE_CHAIN,
+                     f"The server sent {what}, stopping at {_cn(sent_top)!r} without its issuer {missing!r}, which AIA "
+                     f"supplied; the chain then stops at {_cn(top)!r}, whose issuer {unfound!r} could not be found "
+                     f"({why}); OpenSSL verify code {code}.",
+                     {"missing_issuer": missing, "issuer_found": True, "unfound_issuer": unfound,
+                      "aia_url": next((r.get("url") for r in facts.aia if r.get("ok")), None),
+                      "sent_top_is_ca": ch.is_ca(sent_top)})
+    missing = ch.name_text(top.issuer)
     return Fault(Cause.INCOMPLETE_CHAIN,
                  f"The server sent {what}, stopping at {_cn(sent_top)!r}, without its issuer {missing!r}, which "
                  f"could not be found either ({why}); OpenSSL verify code {code}.",

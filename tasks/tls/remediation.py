@@ -207,6 +207,10 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         else:
             steps = [f"The server must send its intermediate certificate ({missing}): configure the full chain "
                      "(leaf + intermediates) on the server or load balancer."]
+        if facts.get("unfound_issuer"):
+            steps.append(f"Above it the chain stops at an issuer no store holds ({facts.get('unfound_issuer')}): if that is your "
+                         "organisation's private root, the client must trust it — add that root to the client's bundle "
+                         "(--ca-bundle / ca_bundle).")
         if platform in ("genesys", "nice"):
             steps.insert(0, "The platform sends its full chain: a firewall or TLS-inspecting middlebox between the client and "
                          f"{h} is truncating it. Disable chain truncation for {allow_list(h)}.")

@@ -21,6 +21,7 @@ naming the file, the target and the key: :class:`TargetConfigError`.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 from dataclasses import dataclass
@@ -66,6 +67,11 @@ class ConfigError(ValueError):
     The root of every configuration error: the targets file's, the blocks', the
     breaker store's, the alerts'.
     """
+
+
+# Set while Target.from_values validates: pydantic calls Target.__init__ (a custom one) from
+# model_validate, whose error from_values prefixes with its own WHERE; __init__ must not add "<values>".
+_IN_FROM_VALUES: contextvars.ContextVar[bool] = contextvars.ContextVar("cxhealth_target_from_values", default=False)
 
 
 class TargetConfigError(ConfigError):
@@ -231,12 +237,18 @@ class Target(_Table):
         try:
             super().__init__(**values)
         except ValidationError as exc:
+            if _IN_FROM_VALUES.get():  # from_values names the source and the target once
+                raise TargetConfigError(_one_line(exc, "", Target).removeprefix(": ")) from None
             raise TargetConfigError(_one_line(exc, f"<values>: target {values.get('name')!r}", Target)) from None
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], *, where: str = "<values>") -> "Target":
         """Validate plain values; problems read ``WHERE: target 'NAME': KEY: what``."""
-        return super().from_values(values, where=f"{where}: target {values.get('name')!r}")
+        token = _IN_FROM_VALUES.set(True)
+        try:
+            return super().from_values(values, where=f"{where}: target {values.get('name')!r}")
+        finally:
+            _IN_FROM_VALUES.reset(token)
 
     @model_validator(mode="after")
     def _check_together(self) -> "Target":

@@ -261,3 +261,25 @@ def test_an_upstream_failure_summary_names_squids_reason_and_no_egress_rule():
     assert "could not reach nosuch.example.test:443" in summary and "ERR_CANNOT_FORWARD" in summary
     steps = proxy_remediation(cause, details, "nosuch.example.test")
     assert not any("allow CONNECT" in s for s in steps) and "--resolve" in steps[0]
+
+
+def test_a_password_from_the_environment_url_is_named_with_one_dollar():
+    p = parse_proxy_url("http://svc:pw-1@proxy.corp.test:3128", source="$HTTPS_PROXY", allow_password=True)
+    assert p.describe()["password_from"] == "$HTTPS_PROXY"
+    from cxhealth.tasks.tls.model import Cause
+    from cxhealth.tasks.tls.proxy_causes import proxy_remediation, proxy_verdict
+
+    ev = {**p.describe(), "status_line": "HTTP/1.1 407 Proxy Authentication Required", "auth_schemes": ["Basic"],
+          "credentials_sent": True}
+    cause, _, details = proxy_verdict("proxy_auth_required", None, ev, "api.example.com", 443)
+    steps = " ".join(proxy_remediation(cause, details, "api.example.com"))
+    assert "$HTTPS_PROXY" in steps and "$$" not in steps
+
+
+def test_a_password_in_a_targets_proxy_url_names_the_targets_key_first():
+    with pytest.raises(ProxyConfigError) as err:
+        parse_proxy_url("http://u:pw-2@p:3128", source="target 'x': proxy")
+    assert str(err.value).index("proxy_password_env =") < str(err.value).index("--proxy-password-env")
+    with pytest.raises(ProxyConfigError) as err:
+        parse_proxy_url("http://u:pw-2@p:3128", source="--proxy")
+    assert str(err.value).index("--proxy-password-env") < str(err.value).index("proxy_password_env =")

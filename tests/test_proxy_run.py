@@ -96,6 +96,27 @@ def test_run_through_the_tunnel_is_healthy_and_every_host_goes_through_squid(tmp
     _no_secret_anywhere(tmp_path, out, err, secrets=(CANARY,))
 
 
+def test_history_records_the_proxy_for_every_connection_made_through_it(tmp_path, platform, platform_squid, env):
+    """Contract §4: each observation records its proxy, the endpoint hosts' successful connections too
+    (they were NULL: only the token host's diagnosis carried it)."""
+    import sqlite3
+
+    from cxhealth.lab.fake_platform import GENESYS_API, GENESYS_LOGIN
+
+    path = write(tmp_path, platform, proxy=platform_squid.url("plain"))
+    db = tmp_path / "history.sqlite3"
+    Path(path).write_text(Path(path).read_text() + f'\n[history]\nstore = "sqlite:///{db}"\n')
+    code, out, err = run_cli("run", "--targets", path, "--json", "--no-alerts")
+    assert code == 0, err
+    target = json.loads(out)["targets"][0]
+    assert target["endpoints"] and all(e["proxy"] == platform_squid.url("plain") for e in target["endpoints"])
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT host, stage, proxy FROM observations").fetchall()
+    hosts = {(host, stage) for host, stage, _ in rows}
+    assert (GENESYS_LOGIN, "handshake") in hosts and (GENESYS_API, "endpoints") in hosts, rows
+    assert all(proxy == platform_squid.url("plain") for _, _, proxy in rows), rows
+
+
 def test_the_environment_proxy_is_used_by_run_and_no_proxy_true_goes_direct(tmp_path, platform, platform_squid, env,
                                                                             monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", platform_squid.url("plain"))
@@ -171,6 +192,7 @@ def test_a_bad_proxy_setting_in_targets_is_exit_2_in_one_line(tmp_path, platform
         code, out, err = run_cli("run", "--targets", write(tmp_path, platform, proxy=proxy, extra=extra))
         assert code == 2 and out == "" and err.count("\n") == 1, (proxy, err)
         assert words in err and "pw-77aa" not in err
+        assert err.count("target 'genesys") <= 1 and "<values>" not in err, err     # the source and target once
     path = write(tmp_path, platform, proxy=None)
     Path(path).write_text(Path(path).read_text().replace("[defaults]", '[defaults]\nproxy_password = "x"', 1))
     code, _, err = run_cli("run", "--targets", path)

@@ -133,11 +133,23 @@ def test_a_name_squid_cannot_resolve_is_upstream_failure_not_an_egress_rule(tls_
     assert not any("allow CONNECT" in step for step in doc["remediation"])
 
 
+def test_a_silent_host_behind_the_tunnel_is_a_handshake_timeout_that_names_the_tunnel(tls_lab, squid):
+    """Through a proxy the client has no address of the host: the summary names the tunnel (it said
+    'TCP to None:PORT'), the advice the proxy's side."""
+    s = tls_lab.scenarios["handshake_timeout"]
+    code, doc = diagnose(s, "--proxy", squid.url("plain"), "--timeout", "2")
+    assert (code, doc["cause"]) == (1, "handshake_timeout")
+    assert "None" not in doc["summary"] and squid.url("plain") in doc["summary"]
+    assert f"{s.host}:{s.port}" in doc["summary"] and "200" in doc["summary"]
+    assert "proxy" in doc["remediation"][0] and "None" not in " ".join(doc["remediation"])
+
+
 def test_a_proxy_that_refuses_or_does_not_speak_http_is_unreachable(tls_lab, squid):
     s = tls_lab.scenarios["healthy"]
     closed = tls_lab.scenarios["tcp_refused"]
     code, doc = diagnose(s, "--proxy", f"http://127.0.0.1:{closed.port}")
     assert (code, doc["cause"]) == (1, "proxy_unreachable")
+    assert f"https://{s.host}:{s.port}/" in doc["remediation"][0]          # the curl hint keeps the port
     assert doc["evidence"]["proxy"]["step"] == "tcp" and "refused" in doc["summary"]
     code, doc = diagnose(s, "--proxy", f"http://127.0.0.1:{s.port}")   # a TLS server is no HTTP proxy
     assert (code, doc["cause"]) == (1, "proxy_unreachable")

@@ -29,6 +29,7 @@ from cxhealth.tasks.platforms import DiscoveryError, api_base_from_discovery, ho
 from cxhealth.tasks.targets import Target
 from cxhealth.tasks.tls.engine import diagnose
 from cxhealth.tasks.tls.model import Diagnosis
+from cxhealth.tasks.tls.proxy import ProxyConfigError
 
 _HTTP_ERRORS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
 
@@ -58,10 +59,12 @@ class EndpointResult:
     summary: str | None = None
     remediation: tuple[str, ...] = ()
     diagnosis: dict[str, Any] | None = field(default=None, compare=False)
+    proxy: str | None = None     # the proxy URL the request went through (no credentials), None when direct
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path, "url": self.url, "host": self.host, "ok": self.ok, "status": self.status,
+            "path": self.path, "url": self.url, "host": self.host, "proxy": self.proxy, "ok": self.ok,
+            "status": self.status,
             "ms": self.ms, "protocol": self.protocol, "cipher": self.cipher, "cause": self.cause,
             "error": self.error, "attempts": self.attempts, "waits_s": list(self.waits_s),
             "stopped": self.stopped, "skipped": self.skipped, "summary": self.summary,
@@ -136,7 +139,8 @@ class _Run:
                                               self.target.diagnose_options(), self.diagnoser, self.diagnoses)
             result = EndpointResult(ok=False, status=None, protocol=None, cipher=None, cause=explained.cause,
                                     error=explained.error, summary=explained.summary,
-                                    remediation=explained.remediation, diagnosis=explained.diagnosis, **common)
+                                    remediation=explained.remediation, diagnosis=explained.diagnosis,
+                                    proxy=self.proxy_url(key), **common)
             if explained.cause not in (None, "ok"):
                 self.failed_hosts[key] = result
             return result, None
@@ -154,7 +158,15 @@ class _Run:
             code = _body_code(response)
             summary += f" ({code})" if code else ""
         return EndpointResult(ok=ok, status=status, protocol=protocol, cipher=cipher, cause="ok", error=error,
-                              summary=summary, **common), response
+                              summary=summary, proxy=self.proxy_url(key), **common), response
+
+    def proxy_url(self, key: tuple[str, int]) -> str | None:
+        """The proxy this host's requests go through: the client's choice (the target's proxy settings)."""
+        try:
+            proxy = self.target.endpoint_for(*key).proxy
+        except ProxyConfigError:
+            return None
+        return proxy.url if proxy is not None else None
 
 
 def _body_code(response: httpx.Response) -> str | None:

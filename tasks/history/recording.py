@@ -100,8 +100,9 @@ def observations_from_report(doc: Mapping[str, Any], at: datetime) -> list[Obser
             out.append(observation_from_diagnosis(diagnosis, at=at, target=name, stage="endpoints",
                                                   host=host, port=port))
         else:
-            out.append(Observation(at=at, target=name, host=host, port=port, protocol=e.get("protocol"),
-                                   cipher=e.get("cipher"), cause=str(e.get("cause") or "ok"), stage="endpoints"))
+            out.append(Observation(at=at, target=name, host=host, port=port, proxy=e.get("proxy"),
+                                   protocol=e.get("protocol"), cipher=e.get("cipher"),
+                                   cause=str(e.get("cause") or "ok"), stage="endpoints"))
     return out
 
 

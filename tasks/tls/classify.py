@@ -133,7 +133,14 @@ def classify_network(first: ProbeResult, host: str, port: int, timeout: float) -
     if kind == TCP_ERROR:
         return Verdict(Cause.TCP_TIMEOUT, f"The TCP connection to {first.address}:{port} failed ({first.reason}: {first.message}).")
     if kind == HANDSHAKE_TIMEOUT:
-        return Verdict(Cause.HANDSHAKE_TIMEOUT, f"TCP to {first.address}:{port} is up, but no TLS answer came within {timeout:g} s.")
+        if first.proxy:  # the TCP leg is the proxy's tunnel: the client has no address of the host
+            url = first.proxy.get("url") or "the proxy"
+            answered = first.proxy.get("status_line")
+            return Verdict(Cause.HANDSHAKE_TIMEOUT,
+                           f"The proxy {url} opened the tunnel to {host}:{port}"
+                           + (f" ('{answered}')" if answered else "")
+                           + f", but no TLS answer came through it within {timeout:g} s.", {"via_proxy": url})
+        return Verdict(Cause.HANDSHAKE_TIMEOUT, f"TCP to {first.address or host}:{port} is up, but no TLS answer came within {timeout:g} s.")
     return None
 
 

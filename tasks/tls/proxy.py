@@ -143,9 +143,11 @@ def parse_proxy_url(text: str, *, source: str = "--proxy", password_env: str | N
     username = unquote(parts.username) if parts.username else None
     if has_password and not allow_password:
         var = password_env or "PROXY_PASSWORD"
+        how = (f"--proxy-password-env {var} (proxy_password_env = \"{var}\" in targets.toml)"
+               if source.startswith("--") else
+               f"proxy_password_env = \"{var}\" in the target (--proxy-password-env {var} on the command line)")
         raise ProxyConfigError(f"{source}: the proxy URL holds a password; remove it from the URL (keep "
-                               f"http://USER@host:port) and pass it by name: export {var}=... and "
-                               f"--proxy-password-env {var} (proxy_password_env = \"{var}\" in targets.toml)")
+                               f"http://USER@host:port) and pass it by name: export {var}=... and {how}")
     if password_env is not None:
         if not _ENV_NAME.match(password_env):
             raise ProxyConfigError(f"{source}: proxy password variable {password_env!r} is not an environment "

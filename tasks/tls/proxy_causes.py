@@ -12,7 +12,7 @@ import os
 from typing import Any, Mapping
 
 from .model import Cause
-from .proxy import PROXY_AUTH_REQUIRED, PROXY_REFUSED, PROXY_UNREACHABLE, PROXY_UPSTREAM_FAILURE
+from .proxy import PROXY_AUTH_REQUIRED, PROXY_REFUSED, PROXY_UNREACHABLE, PROXY_UPSTREAM_FAILURE, authority
 
 PROXY_CAUSES = frozenset({Cause.PROXY_UNREACHABLE, Cause.PROXY_AUTH_REQUIRED, Cause.PROXY_REFUSED,
                           Cause.PROXY_UPSTREAM_FAILURE})
@@ -121,7 +121,7 @@ def proxy_remediation(cause: Cause, details: Mapping[str, Any], allow_list: str)
               f"{allow_list} on port {port}.")
     if cause is Cause.PROXY_UNREACHABLE:
         return (f"Check the proxy address in {where} ({url}): host, port and that it is an HTTP proxy; "
-                f"`curl -x {url} https://{host}` from this machine must connect.",
+                f"`curl -x {url} https://{authority(str(host), int(port))}/` from this machine must connect.",
                 "If the proxy moved or is down, ask the network team for the current egress proxy (and whether a PAC "
                 "file names a different one for these hosts).",
                 bypass)

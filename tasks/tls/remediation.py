@@ -91,6 +91,12 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         return (f"No TCP answer from {target} in time: check egress firewall rules and security groups for the port.",
                 "If the client must use an HTTP(S) proxy for outbound traffic, configure it (HTTPS_PROXY) and exempt nothing by accident.",
                 "Check the route: the address may be unreachable from this network (VPN, private link).")
+    if cause is Cause.HANDSHAKE_TIMEOUT and facts.get("via_proxy"):
+        return (f"The proxy {facts.get('via_proxy')} connected to {target} for this client (the tunnel is open), but "
+                "no TLS answer came back through it: check that the host serves TLS on this port and is not "
+                "overloaded, then the proxy's log for the CONNECT (it connects from its side, not this machine).",
+                "A middlebox between the proxy and the host (IPS, firewall with TLS inspection) may be holding the "
+                "ClientHello; compare with `curl -x` through the same proxy and from another network.")
     if cause is Cause.HANDSHAKE_TIMEOUT:
         return ("TCP connects but no TLS answer arrives: a middlebox (IPS, firewall with TLS inspection) is likely holding "
                 "the ClientHello; check its logs for this destination.",

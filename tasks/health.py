@@ -304,6 +304,21 @@ def _early_failure(first: Any, endpoint: Any, policy: Any) -> tuple[str, str, tu
     return cause.value, summary, tuple(fixes)
 
 
+def _first_probe_signature(first: Any) -> str:
+    """What the first (verified) handshake saw, as a key: two checks with the same key met the same failure."""
+    return ":".join(str(getattr(first, k, None)) for k in ("error_kind", "reason", "verify_code"))
+
+
+def _recent(summary: Mapping[str, Any], now: datetime, window_s: float = 300.0) -> bool:
+    try:
+        at = datetime.fromisoformat(str(summary.get("at")).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return 0 <= (now - at).total_seconds() <= window_s
+
+
 async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = utcnow) -> HandshakeResult:
     """Diagnose the token host before any credential is sent (under its breaker)."""
     try:
@@ -322,16 +337,25 @@ async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = ut
             return  # one failure per check, however many addresses (diagnosed at once) fail
         early["recorded"] = True
         cause, summary, fixes = _early_failure(first, endpoint, policy)
-        early["t"] = await asyncio.to_thread(
-            breaker.record_failure, host,
-            failure_summary(cause, summary, fixes, host=host, stage="handshake", at=clock()), decision)
+        early["summary"] = failure_summary(cause, summary, fixes, host=host, stage="handshake", at=clock())
+        early["summary"]["first_probe"] = signature = _first_probe_signature(first)
+        # The same first-probe evidence was fully diagnosed by a check moments ago (within the window):
+        # record that verdict, not this guess — this check may be cut short once the breaker opens.
+        previous = (await asyncio.to_thread(breaker.status, host)).last_failure or {}
+        if (previous.get("first_probe") == signature and previous.get("complete")
+                and _recent(previous, clock(), breaker.config.window_s)):
+            early["summary"] = dict(previous)
+        early["t"] = await asyncio.to_thread(breaker.record_failure, host, early["summary"], decision)
 
     async def should_continue() -> bool:
         """An admitted diagnosis stops its extra probes once the host's breaker is open."""
         if early.get("t") is not None:
+            early["stopped"] = True
             return False  # this very check opened (or reopened) it
         status = await asyncio.to_thread(breaker.status, host)
-        return status.state is BreakerState.CLOSED or (decision.is_probe and status.state is BreakerState.HALF_OPEN)
+        go_on = status.state is BreakerState.CLOSED or (decision.is_probe and status.state is BreakerState.HALF_OPEN)
+        early["stopped"] = early.get("stopped") or not go_on
+        return go_on
 
     try:
         policy = target.policy()
@@ -362,9 +386,17 @@ async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = ut
                                         failure_summary(diagnosis.cause.value, diagnosis.summary,
                                                         diagnosis.remediation, host=host, stage="handshake",
                                                         at=clock()), decision)
-        if t is not None and early.get("recorded"):  # the transition carries the whole diagnosis' verdict
-            t = replace(t, summary=failure_summary(diagnosis.cause.value, diagnosis.summary, diagnosis.remediation,
-                                                   host=host, stage="handshake", at=clock()))
+        if early.get("recorded") and not early.get("stopped"):
+            # The whole diagnosis' verdict replaces the early guess in the store (callers turned away
+            # while it is open read the cause and the fix) and in the transition this check hands out.
+            final = failure_summary(diagnosis.cause.value, diagnosis.summary, diagnosis.remediation,
+                                    host=host, stage="handshake", at=clock())
+            final.update(first_probe=early["summary"].get("first_probe"), complete=True)
+            await asyncio.to_thread(breaker.amend_failure, host, early["summary"], final, decision)
+            if t is not None:
+                t = replace(t, summary=final)
+        elif t is not None and early.get("recorded"):
+            t = replace(t, summary=early["summary"])  # cut short: the best verdict known is what was recorded
     if t is not None or not diagnosis.ok:
         view = BreakerView.of_status(await asyncio.to_thread(breaker.status, host), decision)
     return HandshakeResult(host, endpoint.port, decision, diagnosis, view, (t,) if t is not None else (), failure)

@@ -383,6 +383,26 @@ class Breaker:
             self._fallback.mirror(transition, self.config)
         return _flag(transition, fallback)
 
+    def amend_failure(self, host: str, early: Mapping[str, Any], final: Mapping[str, Any],
+                      decision: Decision | None = None) -> None:
+        """The whole diagnosis' verdict replaces the early failure this check recorded when its first
+        handshake failed (:func:`machine.amend_failure`), on the store that recorded it and on this
+        machine's copy, so a caller turned away while the breaker is open reads the real cause and fix."""
+        host = normalize_host(host)
+        early_json, final_json = encode_summary(early), encode_summary(final)
+        if early_json == final_json:
+            return
+        if decision is not None and decision.fallback is not None:
+            self._fallback.call(lambda f: f.amend_failure(host, early_json, final_json))
+            return
+        _, fallback = self._run(lambda s: s.amend_failure(host, early_json, final_json),
+                                lambda f: f.amend_failure(host, early_json, final_json))
+        if fallback is None and self._fallback.path and self._fallback.has_records():
+            try:  # this machine's copy of the OPEN (FallbackStore.mirror)
+                self._fallback.call(lambda f: f.amend_failure(host, early_json, final_json))
+            except Exception as exc:  # noqa: BLE001 - a copy; the store's record stands
+                log.debug("could not amend the local copy of a breaker failure: %s", exc)
+
     def record_success(self, host: str, decision: Decision | None = None) -> Transition | None:
         """Report a successful handshake; returns the "closed" Transition to the probe.
 

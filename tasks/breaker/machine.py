@@ -146,7 +146,9 @@ def record_failure(
         failures = tuple(t for t in record.failures if now - t <= config.window_s) + (now,)
         inflight = tuple(s for s in record.inflight if s[1] > now and s[0] != lease)
         if len(failures) < config.threshold:
-            return replace(record, failures=failures, inflight=inflight), None
+            # the latest failure's summary is kept while closed too: the check that trips the breaker
+            # may be cut short (no new connection once it is open) and reuse this full diagnosis
+            return replace(record, failures=failures, inflight=inflight, last_failure=summary_json), None
         trips = record.trips + 1
         reopen_at = now + config.open_duration(trips)
         new = replace(
@@ -169,6 +171,16 @@ def record_failure(
             _decode(summary_json), trips,
         )
     return None, None  # OPEN, or HALF_OPEN and not the probe: only the probe decides
+
+
+def amend_failure(record: BreakerRecord, early_json: str, final_json: str) -> BreakerRecord | None:
+    """Replace the stored last failure by the whole diagnosis' verdict, if it is still the early
+    one this check recorded (a check records its failure as soon as the first handshake fails, and
+    knows the cause only when its diagnosis ends): what a turned-away caller reads is then the cause
+    and the fix, not the first probe's guess. Compare-and-set: a later failure is never overwritten."""
+    if record.last_failure != early_json or early_json == final_json:
+        return None
+    return replace(record, last_failure=final_json)
 
 
 def record_success(

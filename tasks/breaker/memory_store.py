@@ -64,6 +64,12 @@ class MemoryStore:
             if new is not None:
                 self._records[host] = new
 
+    def amend_failure(self, host: str, early_json: str, final_json: str) -> None:
+        with self._lock:
+            new = machine.amend_failure(self._records.get(host, _EMPTY), early_json, final_json)
+            if new is not None:
+                self._records[host] = new
+
     def mirror_open(self, host: str, reopen_at: float | None, summary_json: str, trips: int) -> None:
         with self._lock:
             self._records[host] = machine.mirror_open(self._records.get(host, _EMPTY), reopen_at, summary_json, trips)

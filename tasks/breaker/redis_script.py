@@ -15,7 +15,7 @@ BREAKER_LUA = r"""
 --
 -- KEYS[1]  the host's hash, hash-tagged "<prefix>:{<host>}" (Redis Cluster safe:
 --          the script touches this one key only)
--- ARGV[1]  op: admit | failure | success | release | override | status
+-- ARGV[1]  op: admit | failure | success | release | amend | override | status
 -- ARGV[2]  seconds added to the server time (0 in production; tests move time)
 -- ARGV[3..7] threshold, window_s, open_s, max_open_s, lease_s
 -- ARGV[8]  admit: the new lease token; failure: the summary JSON;
@@ -178,7 +178,7 @@ elseif op == 'failure' then
     kept[#kept + 1] = now
     failures = kept
     inflight = live_slots(caller_lease)
-    if #failures < threshold then save(); return {} end
+    if #failures < threshold then last_failure = ARGV[8]; save(); return {} end
     trips = trips + 1
     reopen_at = now + open_duration(trips)
     state = 'open'; failures = {}; lease = nil; lease_expires = nil; inflight = {}
@@ -218,6 +218,14 @@ elseif op == 'release' then
   local found = false
   for i = 1, #inflight do if inflight[i][1] == slot then found = true end end
   if found then inflight = live_slots(slot); save() end
+  return {}
+
+elseif op == 'amend' then
+  -- machine.amend_failure: the whole diagnosis' verdict replaces this check's early one (compare-and-set)
+  if last_failure and last_failure == ARGV[8] and ARGV[8] ~= ARGV[9] then
+    last_failure = ARGV[9]
+    save()
+  end
   return {}
 
 elseif op == 'override' then

@@ -145,6 +145,9 @@ class RedisStore:
         )
         return _transition(host, reply)
 
+    def amend_failure(self, host: str, early_json: str, final_json: str) -> None:
+        self._run(host, BreakerConfig(), "amend", early_json, final_json)
+
     def release(self, host: str, lease: str | None) -> None:
         if lease:
             self._run(host, BreakerConfig(), "release", lease)

@@ -278,6 +278,9 @@ class SQLiteStore:
     def release(self, host: str, lease: str | None) -> None:
         self._read_modify_write(host, lambda record, now: (machine.release(record, now, host, lease), None))
 
+    def amend_failure(self, host: str, early_json: str, final_json: str) -> None:
+        self._read_modify_write(host, lambda record, now: (machine.amend_failure(record, early_json, final_json), None))
+
     def mirror_open(self, host: str, reopen_at: float | None, summary_json: str, trips: int) -> None:
         """This machine's copy of an OPEN the shared store recorded (see Breaker: local fallback)."""
         self._read_modify_write(host, lambda record, now: (machine.mirror_open(record, reopen_at, summary_json,

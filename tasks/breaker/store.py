@@ -52,6 +52,9 @@ class BreakerStore(Protocol):
     def release(self, host: str, lease: str | None) -> None:
         """Free a cold-start slot whose holder reports no result."""
 
+    def amend_failure(self, host: str, early_json: str, final_json: str) -> None:
+        """:func:`machine.amend_failure` on the host's record."""
+
     def set_override(self, host: str, override: Override | None, reason: str | None) -> None: ...
 
     def status(self, host: str, config: BreakerConfig) -> BreakerStatus: ...

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,6 +47,25 @@ class AlertReport:
     adopted: int = 0  # posts a read-back found already in Slack (not posted again)
     unconfirmed: tuple[str, ...] = ()  # webhook re-sends marked as a possible repeat, never confirmed
     fallback: str | None = None  # set when the alerts live in a local fallback store
+
+    @classmethod
+    def of(cls, decisions: Sequence[Decision], flushed: "AlertReport", *, sent_before: Sequence[Mapping[str, Any]] = (),
+           fallback: str | None = None) -> "AlertReport":
+        """The report of a run: its decisions and what the outbox flush did (plus what an earlier
+        flush of the same run, e.g. the local fallback outbox's, already sent)."""
+        return cls(
+            decisions=tuple(decisions),
+            sent=tuple(sent_before) + tuple(flushed.sent),
+            queued=flushed.queued,
+            suppressed=tuple(f"{d.target}/{d.cause}" for d in decisions if d.outcome == "suppressed"),
+            config_errors=flushed.config_errors,
+            errors=flushed.errors,
+            rate_limit_wait_s=flushed.rate_limit_wait_s,
+            dead_letters=flushed.dead_letters,
+            adopted=flushed.adopted,
+            unconfirmed=flushed.unconfirmed,
+            fallback=fallback,
+        )
 
     @property
     def ok(self) -> bool:
@@ -191,18 +210,7 @@ class Alerter:
         except Exception as exc:
             log.error("alert delivery failed: %s", type(exc).__name__)
             return AlertReport(decisions=tuple(decisions), errors=(f"alert delivery failed ({type(exc).__name__})",))
-        return AlertReport(
-            decisions=tuple(decisions),
-            sent=flushed.sent,
-            queued=flushed.queued,
-            suppressed=tuple(f"{d.target}/{d.cause}" for d in decisions if d.outcome == "suppressed"),
-            config_errors=flushed.config_errors,
-            errors=flushed.errors,
-            rate_limit_wait_s=flushed.rate_limit_wait_s,
-            dead_letters=flushed.dead_letters,
-            adopted=flushed.adopted,
-            unconfirmed=flushed.unconfirmed,
-        )
+        return AlertReport.of(decisions, flushed)
 
 
 def describe_entry(e: Mapping[str, Any]) -> str:

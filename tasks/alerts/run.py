@@ -119,19 +119,7 @@ def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]
             local.close()
         except Exception:  # noqa: BLE001 - tried again next run
             pass
-    report = AlertReport(
-        decisions=tuple(decisions),
-        sent=tuple(extra_sent) + tuple(flushed.sent),
-        queued=flushed.queued,
-        suppressed=tuple(f"{d.target}/{d.cause}" for d in decisions if d.outcome == "suppressed"),
-        config_errors=flushed.config_errors,
-        errors=flushed.errors,
-        rate_limit_wait_s=flushed.rate_limit_wait_s,
-        dead_letters=flushed.dead_letters,
-        adopted=flushed.adopted,
-        unconfirmed=flushed.unconfirmed,
-        fallback=fallback,
-    )
+    report = AlertReport.of(decisions, flushed, sent_before=extra_sent, fallback=fallback)
     try:
         store.close()
     except Exception:  # noqa: BLE001

@@ -36,11 +36,20 @@ pytestmark = pytest.mark.slow
 # -- the worker (runs in the child processes) -----------------------------------------
 
 
+# What these tests check is the coordination of 40 processes through one store, not the
+# store's timeouts (tests/test_faults_store.py breaks the store on purpose). On a loaded
+# 2-core machine 40 processes handshaking at once can keep one of them off the CPU for
+# longer than the product's short Redis timeout (1 s) or SQLite busy wait (5 s), and it
+# would then fall back to its local store: generous timeouts keep every answer the store's.
+STORE_TIMEOUT_S = 20.0
+
+
 def _open_worker_breaker(store: dict, offset):
     if store["kind"] == "sqlite":
-        return open_breaker(store["url"], CONFIG, clock=lambda: T0 + offset.value)
+        return open_breaker(store["url"], CONFIG, clock=lambda: T0 + offset.value,
+                            busy_timeout_s=STORE_TIMEOUT_S)
     return open_breaker(store["url"], CONFIG, key_prefix=store["prefix"],
-                        redis_time_offset=lambda: offset.value)
+                        redis_time_offset=lambda: offset.value, timeout_s=STORE_TIMEOUT_S)
 
 
 def _handshake_fails(host: str, port: int) -> bool:
@@ -132,7 +141,8 @@ class Crowd:
         assert not errors, errors[0]
         assert {a["phase"] for a in answers} == {phase}
         assert len({a["pid"] for a in answers}) == N_PROCESSES
-        assert not any(a["fallback"] for a in answers), answers[0]["fallback"]
+        fallbacks = [a["fallback"] for a in answers if a["fallback"]]
+        assert not fallbacks, f"{len(fallbacks)} of {N_PROCESSES} fell back: {sorted(set(fallbacks))}"
         return answers
 
     def advance(self, seconds: float) -> None:

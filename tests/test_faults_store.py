@@ -366,3 +366,36 @@ def test_a_redis_restarted_empty_while_the_breaker_was_open_is_not_taken_for_clo
     assert not any(d.admitted for d in decisions)
     assert all("recorded the breaker open" in (d.fallback or "") for d in decisions)
     assert fresh.admit(OTHER).admitted and fresh.admit(OTHER).fallback is None
+
+
+def test_a_caller_admitted_just_before_another_process_opened_the_breaker_is_not_told_of_a_fallback(
+        tmp_path) -> None:
+    """The race behind a fallback that was not one: the store admits caller A while the breaker
+    is still closed; before A looks at this machine's copy of OPENs, process B's failure opens
+    the breaker and B mirrors the OPEN locally. A is turned away — by the store, which says
+    OPEN too — and its report must not claim the store failed (``breaker.fallback``)."""
+    from cxhealth.tasks.breaker import breaker as breaker_module
+    from cxhealth.tasks.breaker.sqlite_store import SQLiteStore
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    now = [T0 := 1_700_000_000.0]
+    other = open_breaker(url, CONFIG, clock=lambda: now[0])  # process B (the same machine)
+
+    class Interleaved(SQLiteStore):
+        def admit(self, host, config, lease):
+            decision = super().admit(host, config, lease)  # A is admitted while closed ...
+            if decision.admitted:  # ... then B's two failures open it, mirrored on this machine
+                other.record_failure(HOST, CAUSE)
+                assert other.record_failure(HOST, CAUSE) is not None
+            return decision
+
+    caller = open_breaker(url, CONFIG, clock=lambda: now[0])
+    path = breaker_module.sqlite_path(url)
+    caller._factory = lambda: Interleaved(path, clock=lambda: now[0])
+    caller._store = caller._factory()
+    decision = caller.admit(HOST)
+    assert not decision.admitted and decision.state is BreakerState.OPEN
+    assert decision.fallback is None, decision.fallback
+    assert decision.reopen_at is not None and decision.reopen_at.timestamp() == T0 + CONFIG.open_s
+    caller.close()
+    other.close()

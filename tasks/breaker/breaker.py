@@ -350,10 +350,31 @@ class Breaker:
                         self._store.release(host, decision.lease)
                     except (StoreUnavailable, RecordUnreadable):
                         pass
+                theirs = self._store_rejection(host)
+                if theirs is not None:  # the local OPEN is this machine's copy of the store's own
+                    return theirs
                 return replace(local, fallback=f"the store {self.description} answers again, but this machine's "
                                              f"fallback store recorded the breaker open meanwhile; obeyed until "
                                              f"{local.reopen_at.isoformat() if local.reopen_at else 'cleared'}")
         return decision if fallback is None else replace(decision, fallback=fallback)
+
+    def _store_rejection(self, host: str) -> Decision | None:
+        """The store's OPEN of ``host``, read again, or None.
+
+        Why: a caller the store admitted just before another process's failure opened the
+        breaker finds that OPEN in this machine's copy (:meth:`FallbackStore.mirror`) a moment
+        later. The store is healthy and says OPEN too: that is the store's rejection, not a
+        fallback. Only when the store does not know the OPEN (it came back empty) is the local
+        copy obeyed as one."""
+        try:
+            status = self._store.status(host, self.config) if self._store is not None else None
+        except (StoreUnavailable, RecordUnreadable):
+            return None
+        if status is None or status.state is not BreakerState.OPEN:
+            return None
+        return Decision(host, False, BreakerState.OPEN, reopen_at=status.reopen_at,
+                        last_failure=status.last_failure, override=status.override,
+                        override_reason=status.override_reason, store=self._store.name)
 
     def record_failure(
         self, host: str, summary: Mapping[str, Any], decision: Decision | None = None

@@ -47,6 +47,9 @@ def remediation_for(result: Mapping[str, Any]) -> list[str]:
         specific = [str(r) for e in failing[:1] for r in e.get("remediation") or () if r]
     elif stage == "oauth" and isinstance(result.get("oauth"), Mapping):
         specific = [str(r) for r in result["oauth"].get("remediation") or () if r]
+        status = result["oauth"].get("status")
+        if specific and status is not None and status not in (400, 401, 403):
+            return specific  # a 2xx, 429 or 5xx: the credential checklist would contradict the evidence
     elif stage == "breaker_open":  # the diagnosis that opened the breaker still says what to fix
         breaker = result.get("breaker") if isinstance(result.get("breaker"), Mapping) else {}
         last = breaker.get("last_failure") if isinstance(breaker.get("last_failure"), Mapping) else {}

@@ -208,3 +208,22 @@ def test_every_fault_found_is_listed_in_also_by_precedence(public):
     verdict = classify([leaf.cert, private.cert], store("client"), store("reference"), code=19)
     assert verdict.cause is Cause.HOSTNAME_MISMATCH
     assert verdict.details["also"] == ["untrusted_root", "cert_expired"]
+
+
+@pytest.mark.parametrize("widened, said", [
+    (False, "no probe with a wider range was made"),  # the breaker opened first: the probe was skipped
+    (True, "no wider range was accepted either"),
+])
+def test_a_refused_version_range_says_a_wider_range_failed_only_when_that_probe_was_made(widened, said):
+    from cxhealth.tasks.tls.classify import classify_handshake_failure
+
+    first = ProbeResult(label="verified", ok=False, settings={"sni": "api.example.test"}, error_kind="tls_error",
+                        reason="TLSV1_ALERT_PROTOCOL_VERSION", message="[SSL: TLSV1_ALERT_PROTOCOL_VERSION] ...")
+    probes = [first]
+    if widened:
+        probes.append(ProbeResult(label="any_version", ok=False, settings={}, error_kind="tls_error",
+                                  reason="TLSV1_ALERT_PROTOCOL_VERSION", message="..."))
+    verdict = classify_handshake_failure(first, probes, host="api.example.test", tls_min="1.2", tls_max="1.2",
+                                         client_cert_supplied=False)
+    assert verdict.cause is Cause.PROTOCOL_VERSION_MISMATCH
+    assert said in verdict.summary

@@ -119,22 +119,54 @@ def test_a_missing_secret_variable_is_a_config_error_naming_it_and_nothing_is_se
 
 @pytest.mark.parametrize("body, error", [
     ({"access_token": "t", "token_type": "mac", "expires_in": 300}, "invalid_token_type"),
-    ({"access_token": "t", "token_type": "bearer", "expires_in": "300"}, "invalid_expires_in"),
+    ({"access_token": "t", "token_type": "bearer", "expires_in": "soon"}, "invalid_expires_in"),
     ({"access_token": "t", "token_type": "bearer", "expires_in": 0}, "invalid_expires_in"),
     ({"token_type": "bearer", "expires_in": 300}, "missing_access_token"),
     ([1, 2], "invalid_token_response"),
 ])
 def test_token_type_and_expires_in_are_validated(fake, body, error):
+    check = _token_answer(fake, body)
+    assert not check.result.ok and check.result.error == error and check.token is None
+    # The credentials were accepted (HTTP 200): the advice must not say to check them
+    assert check.result.remediation
+    assert not any("client id" in r.lower() or "secret" in r.lower() for r in check.result.remediation)
+
+
+@pytest.mark.parametrize("body, summary", [
+    ({"access_token": "t", "expires_in": 3600}, "no token_type: used as a Bearer token"),  # RFC 6749 requires it
+    ({"access_token": "t", "token_type": "Bearer"}, "no expires_in"),                    # RFC 6749: recommended
+    ({"access_token": "t", "token_type": "Bearer", "expires_in": "3599"}, "expires in 3599 s"),  # Azure AD v1
+])
+def test_a_usable_token_whose_answer_bends_rfc_6749_is_obtained_and_the_summary_says_how(fake, body, summary):
+    check = _token_answer(fake, body)
+    assert check.result.ok and check.token is not None, check.result
+    assert summary in check.result.summary
+
+
+def _token_answer(fake, body, status: int = 200):
     # A pure HTTP-shape test: MockTransport is enough here.
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, json=body))
     target = lab_target(fake, "genesys")
 
     async def go():
         async with httpx.AsyncClient(transport=transport) as client:
             return await check_token(target, client=client, env=fake.env(), clock=FakeClock())
 
-    check = asyncio.run(go())
-    assert not check.result.ok and check.result.error == error and check.token is None
+    return asyncio.run(go())
+
+
+def test_the_advice_for_a_token_refusal_follows_the_status():
+    from cxhealth.tasks.remedies import remediation_for
+
+    def advice(status, remediation=()):
+        return " ".join(remediation_for({"stage": "oauth", "oauth": {"status": status,
+                                                                       "remediation": list(remediation)}})).lower()
+
+    assert "client id" in advice(401)  # bad credentials: the checklist
+    from cxhealth.tasks.checks.oauth import _status_fix
+
+    assert "client id" not in advice(503, _status_fix(503)) and "status page" in advice(503, _status_fix(503))
+    assert "client id" not in advice(429, _status_fix(429)) and "less often" in advice(429, _status_fix(429))
 
 
 # --- the canary -------------------------------------------------------------------

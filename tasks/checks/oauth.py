@@ -189,27 +189,72 @@ def _read_token_response(response: httpx.Response, secrets: list[str], base: dic
             description = redact(text, secrets)
         return TokenCheck(OAuthResult(ok=False, error=code or f"http_{status}", error_description=description,
                                       summary=f"the token endpoint answered HTTP {status}"
-                                              + (f" ({code})" if code else ""), **common))
+                                              + (f" ({code})" if code else ""),
+                                      remediation=_status_fix(status), **common))
     if not isinstance(body, dict):
         return TokenCheck(OAuthResult(ok=False, error="invalid_token_response",
-                                      summary="the token endpoint did not answer a JSON object", **common))
+                                      summary=f"the token endpoint answered HTTP {status} but not with a JSON object",
+                                      remediation=(_NOT_A_TOKEN_ANSWER,), **common))
     token_type = body.get("token_type")
     expires_in = body.get("expires_in")
     access_token = body.get("access_token")
     shown_type = token_type if isinstance(token_type, str) and len(token_type) < 40 else None
-    shown_expiry = expires_in if isinstance(expires_in, int) and not isinstance(expires_in, bool) else None
+    shown_expiry = _seconds(expires_in)
     problem = None
     if not isinstance(access_token, str) or not access_token:
-        problem = ("missing_access_token", "the token response has no access_token")
-    elif shown_type is None or shown_type.lower() != "bearer":
-        problem = ("invalid_token_type", f"token_type is {shown_type!r}, not bearer")
-    elif shown_expiry is None or shown_expiry <= 0:
-        problem = ("invalid_expires_in", "expires_in is not a positive whole number of seconds")
+        problem = ("missing_access_token", f"the token endpoint answered HTTP {status} without an access_token",
+                   _NOT_A_TOKEN_ANSWER)
+    elif token_type is not None and (shown_type is None or shown_type.lower() != "bearer"):
+        problem = ("invalid_token_type", f"the token endpoint issued a token of type {shown_type!r}, not bearer",
+                   "The credentials were accepted (HTTP 200), but the token is not a Bearer token and the API calls "
+                   "send it as one: check the OAuth client's token settings on the platform (e.g. sender-constrained "
+                   "or DPoP tokens) and the grant.")
+    elif expires_in is not None and (shown_expiry is None or shown_expiry <= 0):
+        problem = ("invalid_expires_in", "expires_in is not a positive number of seconds",
+                   "The credentials were accepted (HTTP 200), but expires_in is not a positive number of seconds, "
+                   "so the integration cannot tell when to refresh: check what answers at token_url (a gateway "
+                   "or proxy rewriting the answer?).")
     if problem:
         return TokenCheck(OAuthResult(ok=False, error=problem[0], summary=problem[1], token_type=shown_type,
-                                      expires_in=shown_expiry, **common))
+                                      expires_in=shown_expiry, remediation=(problem[2],), **common))
+    # RFC 6749 §5.1: token_type is required and expires_in recommended; a server that omits them
+    # still issued a token the API calls can use (as a Bearer token): said, not failed.
+    notes = [n for n, missing in (("no token_type: used as a Bearer token", token_type is None),
+                                  ("no expires_in", expires_in is None)) if missing]
     token = AccessToken(access_token, shown_type or "bearer", shown_expiry or 0,  # type: ignore[arg-type]
                         tenant_id_from_id_token(body.get("id_token")))
+    facts = [shown_type] if shown_type else []
+    facts += [f"expires in {shown_expiry} s"] if shown_expiry is not None else []
     return TokenCheck(OAuthResult(ok=True, error=None, token_type=shown_type, expires_in=shown_expiry,
-                                  summary=f"token obtained ({shown_type}, expires in {shown_expiry} s)", **common),
+                                  summary=f"token obtained ({', '.join(facts + notes)})", **common),
                       token)
+
+
+_NOT_A_TOKEN_ANSWER = ("The credentials may well be right: what answers at token_url is not an OAuth token "
+                       "endpoint's answer (a login page, a proxy's or gateway's own page?). Check token_url and "
+                       "the grant type.")
+
+
+def _status_fix(status: int) -> tuple[str, ...]:
+    """The token endpoint's own refusal, read by its status (the stage's checklist follows for 4xx)."""
+    if status == 429:
+        return ("The token endpoint throttled this client (HTTP 429): request a token less often (reuse it "
+                "until it expires) and check what else shares this OAuth client.",)
+    if status >= 500:
+        return (f"The token endpoint failed (HTTP {status}): a platform-side error, not the credentials "
+                "(503/504 were retried within the budget). Check the platform's status page.",)
+    return ()
+
+
+def _seconds(value: Any) -> int | None:
+    """expires_in as a whole number of seconds: a JSON number, or digits in a string (as some
+    servers, e.g. Azure AD v1, send it); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit() and len(value) < 12:
+        return int(value)
+    return None

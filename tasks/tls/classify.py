@@ -786,7 +786,10 @@ def classify_handshake_failure(first: ProbeResult, probes: Sequence[ProbeResult]
                        {"server_cipher": versions.cipher, "server_version": versions.protocol})
     if mapped is Cause.PROTOCOL_VERSION_MISMATCH:
         return verdict(Cause.PROTOCOL_VERSION_MISMATCH,
-                       f"The server refused the client's TLS {tls_min}–{tls_max} range ({reason}); no wider range was accepted either.",
+                       f"The server refused the client's TLS {tls_min}–{tls_max} range ({reason}); "
+                       + ("no wider range was accepted either." if versions is not None else
+                          "no probe with a wider range was made (see skipped_probes), so the server's own range "
+                          "is not known."),
                        {})
     if first.error_kind == RESET or mapped is Cause.CONNECTION_RESET:
         return verdict(Cause.CONNECTION_RESET,

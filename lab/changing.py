@@ -86,17 +86,21 @@ class ChangingTLSServer:
     Args:
         host: the certificate's host name (default a random ``changing-<hex>.cxlab.test``).
         addresses: the loopback addresses it listens on, all at one port.
+        token_issuer: another lab host whose issued tokens this one accepts (an API host).
     """
 
     def __init__(self, host: str | None = None, *, addresses: Sequence[str] = ("127.0.0.1",),
-                 client_id: str = "lab-changing-client") -> None:
+                 client_id: str = "lab-changing-client",
+                 token_issuer: "ChangingTLSServer | None" = None) -> None:
         self.host = host or f"changing-{secrets.token_hex(4)}.cxlab.test"
         self.addresses = tuple(addresses)
         self.client_id = client_id
         self.client_secret = "ch-" + secrets.token_urlsafe(16)
         self.secret_env = f"{ENV_NAME}_{secrets.token_hex(3).upper()}"  # one per server: several can share an env
         self._lock = threading.Lock()
-        self._tokens: set[str] = set()
+        # An API host that accepts the tokens another lab host issues (a login host and an API
+        # host, as Genesys' login.* and api.*): ``token_issuer=login_server``.
+        self._tokens: set[str] = token_issuer._tokens if token_issuer is not None else set()
         self._profiles = {a: Profile() for a in self.addresses}
         self._servers: list[_AddressServer] = []
         self._threads: list[threading.Thread] = []

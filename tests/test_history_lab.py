@@ -250,3 +250,39 @@ def test_diagnose_with_several_addresses_and_record(pool, tmp_path, monkeypatch)
     assert [d["code"] for d in doc["drift"]] == ["split_pool"]
     with open_history_store(f"sqlite:///{tmp_path}/.cxhealth/history.sqlite3") as store:
         assert sorted(o.address for o in store.observations()) == ["127.0.0.2", "127.0.0.3"]
+
+
+def test_an_api_host_apart_from_the_token_host_is_observed_whole_and_its_drift_seen(tmp_path):
+    """The guide's trap: the token host and the API host differ. The API host's connection is
+    recorded like the token host's — address, handshake time, the chain and its expiry — so a
+    new intermediate there is an ``issuer_changed`` and its expiry reaches the metrics."""
+    with ChangingTLSServer() as login, ChangingTLSServer(token_issuer=login) as api:
+        bundle = tmp_path / "both.pem"
+        bundle.write_text(Path(login.ca_bundle).read_text() + Path(api.ca_bundle).read_text())
+        values = login.target_values("split", api_base=f"https://{api.host}:{api.port}", ca_bundle=str(bundle),
+                                     resolve=[f"{login.host}:{login.port}:127.0.0.1",
+                                              f"{api.host}:{api.port}:127.0.0.1"])
+        path = write_targets(tmp_path / "targets.toml", [values], tmp_path)
+        checker = Checker(path, login.env())
+        docs = [checker.check()["split"] for _ in range(3)]
+        assert all(d["healthy"] for d in docs), docs[-1]
+        api.rotate_intermediate()
+        rotated = checker.check()["split"]
+        assert rotated["healthy"]
+        assert [(d["code"], d["host"]) for d in rotated["drift"]] == [("issuer_changed", api.host)]
+        assert "intermediate B" in rotated["drift"][0]["to"]
+
+        with open_history_store(f"sqlite:///{tmp_path}/history.sqlite3") as store:
+            seen = [o for o in store.observations(host=api.host)]
+        assert seen and all(o.stage == "endpoints" for o in seen)
+        newest = seen[0]
+        assert newest.address == "127.0.0.1" and newest.handshake_ms is not None and newest.handshake_ms > 0
+        assert len(newest.chain) >= 1 and newest.not_after is not None
+        assert "changing root" in str(newest.root)
+
+        out = io.StringIO()
+        with redirect_stdout(out):
+            assert main(["metrics", "--targets", str(path)]) == 0
+        expiry = [s for f in text_string_to_metric_families(out.getvalue()) for s in f.samples
+                  if s.name == "probe_ssl_earliest_cert_expiry" and s.labels.get("host") == api.host]
+        assert len(expiry) == 1 and expiry[0].value == newest.not_after.timestamp()

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from cxhealth.tasks.checks.failures import Diagnoser, explain_failure, safe_code
-from cxhealth.tasks.checks.http import client_for, tls_facts, total_deadline_s, within_deadline
+from cxhealth.tasks.checks.http import client_for, tls_connection, tls_facts, total_deadline_s, within_deadline
 from cxhealth.tasks.checks.oauth import AccessToken, OAuthResult, check_token
 from cxhealth.tasks.checks.retry import Clock, RetryPolicy, send_with_retry
 from cxhealth.tasks.hostlimit import limiter
@@ -60,6 +60,9 @@ class EndpointResult:
     remediation: tuple[str, ...] = ()
     diagnosis: dict[str, Any] | None = field(default=None, compare=False)
     proxy: str | None = None     # the proxy URL the request went through (no credentials), None when direct
+    # The new verified connection this request opened, for the history (contract §4):
+    # ``address``, ``handshake_ms``, ``chain``; None on a reused connection or a failure.
+    tls: dict[str, Any] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +72,7 @@ class EndpointResult:
             "error": self.error, "attempts": self.attempts, "waits_s": list(self.waits_s),
             "stopped": self.stopped, "skipped": self.skipped, "summary": self.summary,
             "remediation": list(self.remediation), "diagnosis": self.diagnosis,
+            **({"tls": self.tls} if self.tls else {}),
         }
 
 
@@ -119,13 +123,21 @@ class _Run:
                                       cipher=None, cause=None, error="breaker_open", attempts=0, skipped=True,
                                       summary=f"not attempted: {refused}"), None
         last_ms: list[float] = []
+        tls_ms: list[float] = []
+
+        async def trace(event: str, info: Mapping[str, Any]) -> None:  # httpcore's request trace
+            if event == "connection.start_tls.started":
+                tls_ms[:] = [time.perf_counter()]
+            elif event == "connection.start_tls.complete" and tls_ms:
+                tls_ms[:] = [tls_ms[0], time.perf_counter()]
 
         async def send() -> httpx.Response:
             # a slot of the host first (hostlimit): the wait is neither timed nor under the deadline
             async with limiter().slot(*host_port(url)):
                 started = time.perf_counter()
                 try:
-                    return await within_deadline(self.client.get(url, headers=headers, params=params),
+                    return await within_deadline(self.client.get(url, headers=headers, params=params,
+                                                                 extensions={"trace": trace}),
                                                  total_deadline_s(self.target.timeout))
                 finally:
                     last_ms.append(round((time.perf_counter() - started) * 1000, 1))
@@ -157,8 +169,14 @@ class _Run:
         elif not ok:
             code = _body_code(response)
             summary += f" ({code})" if code else ""
+        proxy = self.proxy_url(key)
+        tls = None
+        if len(tls_ms) == 2:  # this request opened the connection: its handshake is the host's observation
+            tls = tls_connection(response, proxied=proxy is not None)
+            if tls is not None:
+                tls["handshake_ms"] = round((tls_ms[1] - tls_ms[0]) * 1000, 2)
         return EndpointResult(ok=ok, status=status, protocol=protocol, cipher=cipher, cause="ok", error=error,
-                              summary=summary, proxy=self.proxy_url(key), **common), response
+                              summary=summary, proxy=proxy, tls=tls, **common), response
 
     def proxy_url(self, key: tuple[str, int]) -> str | None:
         """The proxy this host's requests go through: the client's choice (the target's proxy settings)."""

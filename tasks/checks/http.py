@@ -56,6 +56,26 @@ def tls_facts(response: httpx.Response) -> tuple[str | None, str | None]:
     return ssl_object.version(), cipher[0] if cipher else None
 
 
+def tls_connection(response: httpx.Response, *, proxied: bool) -> dict[str, typing.Any] | None:
+    """What the history records of the verified connection that carried *response* (contract §4):
+    the address dialled (None through a proxy: the proxy dials), and the chain the server sent
+    (leaf first, §1 ``chain`` items, as the diagnosis reports it). None when nothing can be read."""
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is None:
+        return None
+    from cxhealth.tasks.tls import chain as ch
+    from cxhealth.tasks.tls.probe import _chains
+
+    unverified, verified = _chains(ssl_object)
+    certs = ch.parse_der_chain(unverified or verified)
+    address = None
+    if not proxied:
+        peer = stream.get_extra_info("server_addr")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else None
+    return {"address": address, "chain": [ch.cert_info(c).to_dict() for c in certs]}
+
+
 def hostname_matches(cert: Mapping[str, typing.Any], hostname: str) -> bool:
     """Does a verified peer cert (``getpeercert()`` form) cover *hostname*?
 

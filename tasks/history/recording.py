@@ -83,6 +83,7 @@ def observations_from_report(doc: Mapping[str, Any], at: datetime) -> list[Obser
         else:
             out.append(observation_from_diagnosis(hs, at=at, target=name, stage="handshake"))
     seen: set[tuple[str, int]] = {token_host} if token_host else set()
+    by_host: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for e in doc.get("endpoints") or []:
         if not isinstance(e, Mapping) or e.get("skipped") or e.get("cause") is None:
             continue
@@ -92,17 +93,21 @@ def observations_from_report(doc: Mapping[str, Any], at: datetime) -> list[Obser
             port = parts.port or 443
         except ValueError:
             port = 443
-        if not host or (host, port) in seen:
-            continue
-        seen.add((host, port))
-        diagnosis = e.get("diagnosis")
-        if isinstance(diagnosis, Mapping) and diagnosis:
-            out.append(observation_from_diagnosis(diagnosis, at=at, target=name, stage="endpoints",
+        if host and (host, port) not in seen:
+            by_host.setdefault((host, port), []).append(e)
+    for (host, port), items in by_host.items():
+        diagnosed = [e for e in items if isinstance(e.get("diagnosis"), Mapping) and e.get("diagnosis")]
+        if diagnosed:
+            out.append(observation_from_diagnosis(diagnosed[0]["diagnosis"], at=at, target=name, stage="endpoints",
                                                   host=host, port=port))
-        else:
-            out.append(Observation(at=at, target=name, host=host, port=port, proxy=e.get("proxy"),
-                                   protocol=e.get("protocol"), cipher=e.get("cipher"),
-                                   cause=str(e.get("cause") or "ok"), stage="endpoints"))
+            continue
+        # The request that opened the host's connection carries its handshake (``tls``); the others reused it.
+        e = next((e for e in items if isinstance(e.get("tls"), Mapping)), items[0])
+        tls = e.get("tls") if isinstance(e.get("tls"), Mapping) else {}
+        out.append(Observation(at=at, target=name, host=host, port=port, proxy=e.get("proxy"),
+                               address=tls.get("address"), protocol=e.get("protocol"), cipher=e.get("cipher"),
+                               handshake_ms=tls.get("handshake_ms"), cause=str(e.get("cause") or "ok"),
+                               stage="endpoints", **chain_facts(tls.get("chain") or ())))
     return out
 
 

@@ -3,7 +3,8 @@
     cxhealth breaker status  --targets targets.toml [HOST ...]   # every target host when none given
     cxhealth breaker open    --targets targets.toml HOST --reason "vendor incident INC-123"   # kill switch
     cxhealth breaker disable --targets targets.toml HOST [--reason ...]   # count nothing, admit everyone
-    cxhealth breaker clear   --targets targets.toml HOST                  # back to the state machine
+    cxhealth breaker clear   --targets targets.toml HOST                  # remove an override: back to the state machine
+    cxhealth breaker reset   --targets targets.toml HOST                  # close a tripped breaker now (the cause is fixed)
 
 The store is the targets file's ``[breaker] store``, so the change is seen by
 every process and worker that shares it. Prefect-free.
@@ -47,7 +48,17 @@ def run_breaker(args: Any) -> int:
         elif args.action == "disable":
             statuses = [breaker.disable(hosts[0], args.reason)]
         elif args.action == "clear":
+            before = breaker.status(hosts[0])
             statuses = [breaker.clear_override(hosts[0])]
+            after = statuses[0]
+            if before.override is None and str(after.state) in ("open", "half_open") and not args.json:
+                # clear only removes an operator's override; a breaker the failures tripped stays open
+                print(f"{after.host}: no override to clear; the breaker was tripped by handshake failures and "
+                      f"lets one probe through at {after.reopen_at.isoformat() if after.reopen_at else 'once due'}. "
+                      f"Once the cause is fixed, 'cxhealth breaker reset {after.host} --targets {args.targets}' "
+                      "closes it now.")
+        elif args.action == "reset":
+            statuses = [breaker.reset(hosts[0])]
         else:
             statuses = [breaker.status(h) for h in hosts]
     finally:

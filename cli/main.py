@@ -87,7 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the state directory's previous content")
 
     b = sub.add_parser("breaker", help="show or override the shared circuit breaker of a host")
-    b.add_argument("action", choices=("status", "open", "disable", "clear"))
+    b.add_argument("action", choices=("status", "open", "disable", "clear", "reset"))
     b.add_argument("hosts", nargs="*", metavar="HOST")
     b.add_argument("--targets", required=True, metavar="FILE", help="the targets.toml whose [breaker] store to use")
     b.add_argument("--reason", help="why (shown to every caller the override affects)")

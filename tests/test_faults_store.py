@@ -366,6 +366,14 @@ def test_a_redis_restarted_empty_while_the_breaker_was_open_is_not_taken_for_clo
     assert not any(d.admitted for d in decisions)
     assert all("recorded the breaker open" in (d.fallback or "") for d in decisions)
     assert fresh.admit(OTHER).admitted and fresh.admit(OTHER).fallback is None
+    # and `breaker status` says what admit obeys, not the emptied store's "closed"
+    status = fresh.status(HOST)
+    assert status.state is BreakerState.OPEN and "recorded the breaker open" in (status.fallback or "")
+    assert fresh.status(OTHER).state is BreakerState.CLOSED and fresh.status(OTHER).fallback is None
+    # reset forgets it everywhere: the next caller is admitted by the store
+    assert fresh.reset(HOST).state is BreakerState.CLOSED
+    after = fresh.admit(HOST)
+    assert after.admitted and after.fallback is None
 
 
 def test_a_caller_admitted_just_before_another_process_opened_the_breaker_is_not_told_of_a_fallback(

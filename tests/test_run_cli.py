@@ -217,3 +217,26 @@ def test_an_empty_secret_variable_is_named_as_empty_not_unset(tmp_path, monkeypa
     code, out, err = run_cli("run", "--targets", str(path), "--no-alerts")
     assert (code, out) == (2, "")
     assert "CXHEALTH_TEST_EMPTY_SECRET is empty" in err and len(err.strip().splitlines()) == 1
+
+
+def test_clear_says_a_tripped_breaker_stays_open_and_reset_closes_it(tmp_path, platform, tls_lab, env):
+    path = write(tmp_path, platform, tls_lab)
+    host = tls_lab.scenarios["cert_expired"]
+    for _ in range(2):
+        run_cli("run", "--targets", path, "--json", "--only", "expired-partner")
+    name = json.loads(run_cli("breaker", "status", "--targets", path, "--json")[1])
+    opened = [d for d in name if d["state"] == "open"]
+    assert len(opened) == 1
+    where = opened[0]["host"]
+    # clear: there is no override to remove, and it says so instead of printing the same state silently
+    code, out, _ = run_cli("breaker", "clear", where, "--targets", path)
+    assert code == 0 and "no override to clear" in out and "breaker reset" in out
+    before = int(host.connections)
+    assert json.loads(run_cli("run", "--targets", path, "--json", "--only", "expired-partner")[1]
+                      )["targets"][0]["stage"] == "breaker_open"
+    assert int(host.connections) == before
+    # reset: closed for everyone sharing the store; the next check reaches the host again
+    code, out, _ = run_cli("breaker", "reset", where, "--targets", path, "--json")
+    assert code == 0 and json.loads(out)[0]["state"] == "closed"
+    third = json.loads(run_cli("run", "--targets", path, "--json", "--only", "expired-partner")[1])["targets"][0]
+    assert third["stage"] == "handshake" and int(host.connections) > before

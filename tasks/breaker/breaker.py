@@ -506,6 +506,15 @@ class Breaker:
             return BreakerStatus(host, BreakerState.UNKNOWN, BreakerState.UNKNOWN, 0, None, 0, None,
                                  fallback=self._unreadable(exc), store=self.store_name)
         if fallback is None:
+            if snapshot.state is not BreakerState.OPEN and self._fallback.has_records():
+                # What admit() obeys, status says: an OPEN only this machine's local store recorded
+                local = self._fallback.peek_rejection(host, self.config)
+                if local is not None:
+                    seen = self._fallback.call(lambda f: f.status(host, self.config))
+                    return replace(seen, store=self._fallback.name, fallback=(
+                        f"the store {self.description} shows {snapshot.state}, but this machine's fallback store "
+                        f"recorded the breaker open; obeyed until "
+                        f"{local.reopen_at.isoformat() if local.reopen_at else 'cleared'}"))
             return replace(snapshot, store=self._store.name if self._store else "")
         return replace(snapshot, store=self._fallback.name, fallback=fallback)
 

@@ -293,3 +293,28 @@ def test_alerts_command_shows_dead_letters_and_retries_them(slack: FakeSlack, tm
     assert code == 2 and err.startswith("error: no dead letter")
     code, out, _ = cli("alerts", "drop", dead["id"], "--targets", str(targets))
     assert code == 0 and store.outbox_size() == 0
+
+
+_QUIET_CHILD = textwrap.dedent("""
+    import sys
+    from cxhealth.tasks.alerts import Alerter, AlertSettings, MemoryAlertStore
+    from tests.test_alerts_payload import sample_result
+    settings = AlertSettings(mode="bot", channel="#alerts", api_base=sys.argv[1], bot_token=sys.argv[2],
+                             timeout_s=0.5)
+    report = Alerter(settings, MemoryAlertStore()).process([sample_result("quiet", "cert_expired")])
+    print(report.queued)
+""")
+
+
+@pytest.mark.parametrize("fault", ["500", "lose"])  # an HTML 500; the connection closed without an answer
+def test_a_slack_failure_leaves_no_library_lines_on_stderr(fault) -> None:
+    with FakeSlack(token=TOKEN, hang_s=3) as slack:
+        # Given Slack fails (slack_sdk logs "Failed to decode Slack API response" / "Failed to send ..." at ERROR)
+        slack.fail(fault, method="chat.postMessage", times=10)
+        done = subprocess.run([sys.executable, "-c", _QUIET_CHILD, slack.api_base, TOKEN], capture_output=True,
+                              text=True, timeout=60,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # Then the alert waits in the outbox and stderr has the tool's one line, no slack_sdk line
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    assert done.stderr.splitlines() == [line for line in done.stderr.splitlines() if "alert queued" in line]
+    assert len(done.stderr.splitlines()) == 1, done.stderr

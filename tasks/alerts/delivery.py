@@ -225,12 +225,16 @@ class _ScrubFilter(logging.Filter):
 
 
 def _sdk_logger(secrets: Iterable[str]) -> logging.Logger:
-    """A private logger for slack-sdk: WARNING and up, secrets scrubbed, then ``cxhealth.alerts``.
+    """A private logger for slack-sdk: CRITICAL only, secrets scrubbed, then ``cxhealth.alerts``.
 
     Its level must be set explicitly: slack-sdk prints URLs and bodies when
-    ``logger.level <= DEBUG``, which a NOTSET (0) logger satisfies.
+    ``logger.level <= DEBUG``, which a NOTSET (0) logger satisfies. It logs every failed
+    request at ERROR ("Failed to send a request to Slack API server: ...", "Failed to decode
+    Slack API response: <html>..."), each followed by the alerter's own line saying what
+    happened to the alert and why (``http_500``, ``connection``, ``timeout``): on a command's
+    stderr that was two lines per failure, one of them a server's HTML.
     """
-    logger = logging.Logger("cxhealth.alerts.slack_sdk", level=logging.WARNING)
+    logger = logging.Logger("cxhealth.alerts.slack_sdk", level=logging.CRITICAL)
     logger.parent = log
     logger.addFilter(_ScrubFilter(secrets))
     return logger

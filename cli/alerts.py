@@ -60,8 +60,11 @@ def run_alerts(args: Any) -> int:
     if not docs:
         print("outbox empty: nothing queued, no dead letters")
         return 0
+    webhook = bool(config.slack is not None and config.slack.webhook_url_env)
+    unconfirmed = (" (may already be in Slack: webhook mode cannot read back; re-sent once, marked as a "
+                   "possible repeat)" if webhook else " (may already be in Slack: read back before any re-send)")
     for d in docs:
-        flag = " (may already be in Slack: checked before any re-send)" if d["unconfirmed_send"] else ""
+        flag = unconfirmed if d["unconfirmed_send"] else ""
         print(f"{d['state']:6} {d['id']}  {d['target']}/{d['cause']} {d['kind']} ({d['action']}), "
               f"{d['attempts']} attempt(s), last error: {d['last_error'] or 'none'}{flag}")
     return 0

@@ -506,8 +506,11 @@ class Breaker:
             return BreakerStatus(host, BreakerState.UNKNOWN, BreakerState.UNKNOWN, 0, None, 0, None,
                                  fallback=self._unreadable(exc), store=self.store_name)
         if fallback is None:
-            if snapshot.state is not BreakerState.OPEN and self._fallback.has_records():
+            if snapshot.state is BreakerState.CLOSED and self._fallback.has_records():
                 # What admit() obeys, status says: an OPEN only this machine's local store recorded
+                # (the store came back empty). Never over a HALF_OPEN: the store let a probe through,
+                # and the probe asks status whether to go on (a local clock a little behind the
+                # store's must not cut it short).
                 local = self._fallback.peek_rejection(host, self.config)
                 if local is not None:
                     seen = self._fallback.call(lambda f: f.status(host, self.config))

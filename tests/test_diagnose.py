@@ -97,6 +97,37 @@ def test_healthy_endpoint_reports_protocol_cipher_chain_and_timings(tls_lab, res
     assert doc["warnings"] == []
 
 
+def test_a_healthy_endpoint_costs_exactly_one_connection(tls_lab, tmp_path):
+    """Issue 11: a healthy diagnosis is one TCP connection and one TLS handshake, counted by the
+    lab's servers (no second probe, AIA fetch, address enumeration or request connection); the
+    healthy scenarios with warnings too (an optional client certificate's one request goes over
+    the verified connection)."""
+    fleet = tls_lab.healthy_fleet(20)
+    file = tmp_path / "fleet.txt"
+    file.write_text("".join(s.target + "\n" for s in fleet))
+    resolve = [a for s in fleet for a in ("--resolve", f"{s.host}:{s.port}:127.0.0.1")]
+    before = [s.connections.value for s in fleet]
+    aia_before = tls_lab.aia_fetches.value
+    code, out, err = run_cli("diagnose", "--from", str(file), *resolve, "--ca-bundle", str(tls_lab.client_store),
+                             "--json", "--concurrency", "20")
+    assert (code, err) == (0, "")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d["cause"] for d in docs] == ["ok"] * 20
+    assert [len(d["evidence"]["probes"]) for d in docs] == [1] * 20
+    assert [s.connections.value - b for s, b in zip(fleet, before)] == [1] * 20
+    extra = {}
+    for name, scenario in tls_lab.scenarios.items():
+        if scenario.cause != "ok":
+            continue
+        start = scenario.connections.value
+        code, doc = diagnose_json(scenario)
+        assert code == 0 and doc["ok"], name
+        if scenario.connections.value - start != 1 or len(doc["evidence"]["probes"]) != 1:
+            extra[name] = (scenario.connections.value - start, [p["probe"] for p in doc["evidence"]["probes"]])
+    assert extra == {}
+    assert tls_lab.aia_fetches.value == aia_before
+
+
 def test_expired_leaf_names_the_certificate_and_verify_code(results):
     _, doc, _ = results["cert_expired"]
     assert doc["evidence"]["verify_code"] == 10

@@ -8,11 +8,19 @@ against two references (issue 2):
   first use with `--sslyze`).
 
 Each tool runs as a whole process (what a user pays), rounds interleaved so
-machine noise hits all alike; medians and ratios are printed. Timing uses
-hyperfine when it is installed (apt-get install hyperfine), else the same
-interleaved loop with time.perf_counter.
+machine noise hits all alike; medians and ratios are printed, with each
+tool's peak RSS (the largest ``ru_maxrss`` of its runs, from ``wait4``) and the
+load average before and after. Timing uses hyperfine when it is installed
+(apt-get install hyperfine; RSS then comes from one extra run of each), else
+the same interleaved loop with time.perf_counter.
 
     .venv/bin/python bench/bench_diagnose.py [--n 200] [--rounds 7] [--sslyze]
+    .venv/bin/python bench/bench_diagnose.py --n 2000 --rounds 5   # issue 16: <= 1.15x, <= 300 MB
+
+Goals: issue 11, n=200: cxhealth <= 1.2x the floor; issue 16, n=2,000: <= 1.15x
+and cxhealth's peak RSS <= 300 MB. Every endpoint is its own lab listener (one
+connection each, so the default backlog is enough); the soft open-file limit is
+raised to the hard one, for the lab's listeners and both clients' sockets.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -57,18 +66,37 @@ def hyperfine(commands: dict[str, list[str]], rounds: int) -> dict[str, list[flo
     return {r["command"]: r["times"] for r in data["results"]}
 
 
-def interleaved(commands: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
+def run_once(cmd: list[str], name: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one whole process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed ({proc.returncode}): {err.decode()[-500:]}")
+    return wall, usage.ru_maxrss / 1024  # Linux: KiB
+
+
+def interleaved(commands: dict[str, list[str]], rounds: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     times: dict[str, list[float]] = {k: [] for k in commands}
+    rss: dict[str, float] = {k: 0.0 for k in commands}
     for name, cmd in commands.items():  # warm-up: page cache, pyc
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(rounds):
         for name, cmd in commands.items():
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            times[name].append(time.perf_counter() - start)
-            if proc.returncode not in (0,):
-                raise SystemExit(f"{name} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
-    return times
+            wall, peak = run_once(cmd, name)
+            times[name].append(wall)
+            rss[name] = max(rss[name], peak)
+    return times, rss
+
+
+def raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
 
 
 def main() -> int:
@@ -77,6 +105,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--sslyze", action="store_true", help="include sslyze (creates its venv on first use)")
     args = parser.parse_args()
+    raise_open_files_limit()
+    load_before = os.getloadavg()
 
     from cxhealth.lab.tls_lab import TLSLab
 
@@ -108,17 +138,28 @@ def main() -> int:
             else:
                 hosts = [f"{s.host}:{s.port}{{127.0.0.1}}" for s in fleet]
                 commands["sslyze"] = [str(python), "-m", "sslyze", "--certinfo", "--quiet", *hosts]
-        times = hyperfine(commands, args.rounds) or interleaved(commands, args.rounds)
+        timed = hyperfine(commands, args.rounds)
+        if timed is not None:
+            times, rss = timed, {name: run_once(cmd, name)[1] for name, cmd in commands.items()}
+        else:
+            times, rss = interleaved(commands, args.rounds)
+    load_after = os.getloadavg()
     medians = {k: statistics.median(v) for k, v in times.items()}
     floor = medians["floor"]
     print(f"{args.n} healthy endpoints, {args.rounds} rounds, whole process, median seconds "
           f"({'hyperfine' if shutil.which('hyperfine') else 'interleaved perf_counter'})")
     for name, median in medians.items():
         spread = f"min {min(times[name]):.3f} max {max(times[name]):.3f}"
-        print(f"  {name:9} {median:7.3f} s   {median / floor:5.2f}x floor   ({spread})")
+        print(f"  {name:9} {median:7.3f} s   {median / floor:5.2f}x floor   ({spread})   peak RSS {rss[name]:6.0f} MB")
     if "sslyze" in medians:
         print(f"  cxhealth is {medians['sslyze'] / medians['cxhealth']:.1f}x faster than sslyze")
-    print(f"  goal: cxhealth <= 1.2x floor -> {'met' if medians['cxhealth'] <= 1.2 * floor else 'NOT met'}")
+    print(f"  load average before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in load_after)} ({os.cpu_count()} CPUs)")
+    if args.n >= 2000:  # issue 16
+        met = medians["cxhealth"] <= 1.15 * floor and rss["cxhealth"] <= 300
+        print(f"  goal (issue 16): cxhealth <= 1.15x floor and peak RSS <= 300 MB -> {'met' if met else 'NOT met'}")
+    else:  # issue 11
+        print(f"  goal (issue 11): cxhealth <= 1.2x floor -> {'met' if medians['cxhealth'] <= 1.2 * floor else 'NOT met'}")
     return 0
 
 

@@ -124,13 +124,17 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_IPV4_CHARS = "0123456789."
+
+
 def host_name(host: str) -> str:
     """A host name within DNS's limits (RFC 1035: at most 253 characters, labels of 1 to 63), or an IP."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return host
-    except ValueError:
-        pass
+    if ":" in host or not host.strip(_IPV4_CHARS):  # could be an address (IPv6 has a colon, IPv4 only digits and dots)
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            return host
+        except ValueError:
+            pass
     name = host.rstrip(".")
     if len(name) > 253:
         raise ValueError(f"the host name is {len(name)} characters long, over DNS's limit of 253")

@@ -132,3 +132,45 @@ def test_nothing_but_the_diagnosis_reaches_stderr_for_legacy_chains(tls_lab):
     proc = subprocess.run([sys.executable, "-W", "default", "-m", "cxhealth", "diagnose", s.target,
                            *s.diagnose_args, "--json"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["diagnose", "a.test", "--resolve", "a.test:443:127.0.0.1", "--json", "--resolve=b.test:443:[::1]", "b.test"],
+    ["diagnose", "--from", "f.txt", "--resolve", "x.test:1:192.0.2.1", "--resolve", "x.test:1:192.0.2.2", "x.test"],
+    ["diagnose", "h.test", "--timeout", "-1", "--resolve", "h.test:443:192.0.2.1", "--no-aia"],
+    ["diagnose", "--res", "x.test:1:192.0.2.1", "--resolve", "y.test:1:192.0.2.2", "y.test"],   # abbreviation
+    ["diagnose", "--resolve", "y.test:1:192.0.2.2", "--", "--resolve"],
+    ["diagnose", "a.test", "--resolve", "a.test:443:192.0.2.1", "b.test"],   # two runs of targets: refused
+    ["diagnose", "--resolve", "a.test:443:192.0.2.1", "a.test", "b.test", "--resolve=b.test:443:192.0.2.2"],
+])
+def test_resolve_pairs_taken_out_before_argparse_parse_as_argparse_does(argv):
+    """2,000 --resolve pairs made argparse quadratic; taking them out first must not change a thing."""
+    from cxhealth.cli.errors import UsageError
+    from cxhealth.cli.main import _build_parser, take_resolves
+
+    parser = _build_parser()
+
+    def outcome(args: list[str], taken: list[str] = ()) -> object:
+        try:
+            parsed = parser.parse_args(args)
+        except UsageError as exc:
+            return str(exc)
+        parsed.resolve = list(taken) + parsed.resolve
+        return vars(parsed)
+
+    split = take_resolves(parser, argv)
+    if argv[1] == "--from":
+        assert split is not None and len(split[1]) == 2  # a fleet's command line is taken apart
+    if split is not None:
+        assert outcome(*split) == outcome(argv)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["diagnose", "--sni", "--resolve", "h.test:443:192.0.2.1", "h.test"], "--sni: expected one argument"),
+    (["diagnose", "h.test", "--resolve"], "--resolve: expected one argument"),
+    (["diagnose", "h.test", "--resolve", "h.test:443:192.0.2.1", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_a_bad_command_line_with_resolve_pairs_is_refused_as_before(argv, needle):
+    code, out, err = run_cli(*argv)
+    assert code == 2 and out == ""
+    assert needle in err and "Traceback" not in err

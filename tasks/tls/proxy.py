@@ -262,6 +262,8 @@ def no_proxy_matches(host: str, port: int, no_proxy: str) -> bool:
     text = no_proxy or ""
     if text == "*":
         return True
+    if not text.strip(", \t\r\n\f\v"):
+        return False  # no entry (the common case: no NO_PROXY at all)
     name = host.strip().lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]

@@ -104,6 +104,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--sslyze", action="store_true", help="include sslyze (creates its venv on first use)")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="cxhealth's --timeout (the floor has none; 2,000 handshakes at once on a busy 2-core "
+                             "machine can take longer than the default 5 s to be served)")
     args = parser.parse_args()
     raise_open_files_limit()
     load_before = os.getloadavg()
@@ -129,7 +132,7 @@ def main() -> int:
         commands = {
             "floor": [sys.executable, str(ROOT / "bench" / "floor_client.py"), str(targets), str(lab.client_store)],
             "cxhealth": [str(bindir / "cxhealth"), "diagnose", "--from", str(targets), "--json",
-                         "--ca-bundle", str(lab.client_store), "--concurrency", str(args.n), *resolve],
+                         "--ca-bundle", str(lab.client_store), "--concurrency", str(args.n), "--timeout", str(args.timeout), *resolve],
         }
         if args.sslyze:
             python = ensure_sslyze()

@@ -10,7 +10,9 @@ The public API — what a team's own flow imports, stable across minor versions:
         ...
 
 Flows: :func:`integration_health` (the full report, Completed/Failed) and
-:func:`health_gate` (returns when healthy, raises :class:`IntegrationUnhealthy`).
+:func:`health_gate` (returns when healthy, raises :class:`IntegrationUnhealthy`; inside a
+flow it checks in that flow's run), :func:`health_gate_flow` (the same gate as a flow run
+of its own: a subflow where a team wants one).
 Engine: :func:`diagnose` (async; one TLS endpoint, one :class:`Diagnosis`),
 :func:`diagnose_sync`, :class:`Endpoint`, :class:`TLSPolicy`, :class:`DiagnoseOptions`,
 :class:`Cause`. Configuration: :func:`load_targets`, :class:`Target`,
@@ -32,6 +34,7 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     "integration_health": "cxhealth.flows.integration_health",
     "health_gate": "cxhealth.flows.integration_health",
+    "health_gate_flow": "cxhealth.flows.integration_health",
     "IntegrationUnhealthy": "cxhealth.flows.integration_health",
     "diagnose": "cxhealth.tasks.tls",
     "diagnose_sync": "cxhealth.tasks.tls",

@@ -394,3 +394,83 @@ def test_a_scheduled_sync_of_a_target_whose_breaker_opens_gets_a_note(prefect_ha
     mine = [p for rid, p in notes if rid == f"prefect.flow-run.{run_id}"]
     assert mine and "cert_expired" in mine[0]["note"] and "probe" in mine[0]["note"] and "UTC" in mine[0]["note"]
     assert not [p for rid, p in notes if rid == f"prefect.flow-run.{unrelated_id}"]
+
+
+def _sync_rows(sql: str, wait_s: float = 20.0, until=lambda rows: bool(rows)) -> list[tuple]:
+    """Rows of the harness server's database (it persists events and task runs asynchronously): polled, bounded."""
+    import time
+
+    deadline, rows = time.monotonic() + wait_s, []
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{_database_file()}?mode=ro", uri=True, timeout=5) as db:
+                rows = db.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            rows = []
+        if until(rows):
+            return rows
+        time.sleep(0.2)
+    return rows
+
+
+def test_the_gate_checks_in_the_callers_run_and_alerts_once(prefect_harness, targets_file, monkeypatch):
+    """Given a team's sync flow that awaits health_gate (Slack configured), when the gate lets
+    one sync through and holds two, then no flow run or task run of the gate's own exists (the
+    checks ran in the sync's run), each sync's run carries its targets' events, the held ones
+    the gate's report artifact, and the incident is one top-level Slack message; the subflow form
+    (health_gate_flow) is a child run of its own."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from cxhealth import IntegrationUnhealthy, health_gate, health_gate_flow
+    from cxhealth.lab.fake_slack import FakeSlack
+
+    monkeypatch.setenv("GATE_SLACK_TOKEN", "xoxb-gate")
+    with FakeSlack(token="xoxb-gate", channels={"C0GATE": "gate"}) as slack:
+        with open(targets_file, "a") as fh:
+            fh.write(f'\n[slack]\nbot_token_env = "GATE_SLACK_TOKEN"\nchannel = "C0GATE"\napi_base = "{slack.api_base}"\n')
+
+        @flow(name="team-sync-under-test")
+        async def team_sync(names: list[str]) -> object:
+            try:
+                await health_gate(targets=names, targets_file=str(targets_file))
+            except IntegrationUnhealthy as exc:
+                return exc.held()
+            return "synced"
+
+        @flow(name="team-sync-with-gate-subflow")
+        async def team_sync_subflow(names: list[str]) -> dict:
+            return await health_gate_flow(targets=names, targets_file=str(targets_file), alerts=False)
+
+        ok = asyncio.run(team_sync(["lab-genesys"], return_state=True))
+        held = [asyncio.run(team_sync(["tls12-trap"], return_state=True)) for _ in range(2)]
+        sub = asyncio.run(team_sync_subflow(["lab-genesys"], return_state=True))
+        assert ok.is_completed() and all(s.is_cancelled() and s.name == "Held" for s in held)
+        ok_id, held_ids, sub_id = (str(ok.state_details.flow_run_id), [str(s.state_details.flow_run_id) for s in held],
+                                   str(sub.state_details.flow_run_id))
+
+        # Then one top-level message for the incident (the second held sync's alert goes to its thread, if any)
+        assert len([m for m in slack.top_level() if "tls12-trap" in m["text"]]) == 1
+
+    # the subflow form: its own child run, named health-gate, under a task run of the sync's run
+    children = _sync_rows("select f.name, t.flow_run_id from flow_run r join flow f on f.id = r.flow_id "
+                          "join task_run t on t.id = r.parent_task_run_id "
+                          f"where t.flow_run_id = '{sub_id}'")
+    assert children == [("health-gate", sub_id)]
+    # the awaitable form: no task run in the syncs' runs (a subflow hangs under one), so no child flow run
+    ids = "', '".join([ok_id, *held_ids])
+    assert _sync_rows(f"select id from task_run where flow_run_id in ('{ids}')", wait_s=2) == []
+    # each sync's run carries its targets' events
+    related = _sync_rows("select resource_id, related from events where event like 'cxhealth.target.%'",
+                         until=lambda rows: all(any(i in r for _, r in rows) for i in [ok_id, *held_ids]))
+    assert any(rid == "cxhealth.target.lab-genesys" and ok_id in rel for rid, rel in related)
+    assert all(any(rid == "cxhealth.target.tls12-trap" and i in rel for rid, rel in related) for i in held_ids)
+
+    async def artifact_keys(run_id: str) -> set[str]:
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))}
+
+    assert asyncio.run(artifact_keys(held_ids[0])) == {"cxhealth-gate-report"}
+    assert asyncio.run(artifact_keys(ok_id)) == set()  # a healthy gate's report is read by no one

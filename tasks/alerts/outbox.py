@@ -153,6 +153,8 @@ class OutboxDrainer:
 
     def drain(self) -> DrainResult:
         result = DrainResult()
+        if not self.store.outbox_size():  # nothing to deliver: no lease (a write) taken; an entry
+            return result                 # appended from now on finds the lease free and drains it
         blocked: set[str] = set()  # incidents with an entry that did not go in this drain
         # Re-check after releasing: an entry appended while we held the lease, by a
         # process that then found the lease taken, must not wait for the next run.

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from cxhealth.tasks.targets import ConfigError
 
-__all__ = ["alert_settings", "deliver_alerts", "local_alert_store_path"]
+__all__ = ["alert_settings", "deliver_alerts", "local_alert_store_path", "open_run_alert_store"]
 
 
 def alert_settings(config: Any, environ: Mapping[str, str] | None = None) -> Any | None:
@@ -64,7 +64,20 @@ def _merge_local_into(primary: Any, local: Any) -> None:
         local.update_target(target, lambda current: (None, []))
 
 
-def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def open_run_alert_store(config: Any) -> Any | None:
+    """The alert store of the configuration's ``[breaker] store``, opened beforehand (the gate
+    opens it while its checks run); None when it cannot be (:func:`deliver_alerts` then tries
+    once more and falls back as it says)."""
+    from cxhealth.tasks.alerts import open_alert_store
+
+    try:
+        return open_alert_store(config.breaker.store)
+    except Exception:  # noqa: BLE001 - deliver_alerts opens it again and falls back
+        return None
+
+
+def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]],
+                   store: Any = None) -> dict[str, Any] | None:
     """Post what this run changed to Slack (incidents, resolves, breaker transitions).
 
     When the store cannot be used, the alerts go to a local SQLite outbox on this
@@ -72,6 +85,10 @@ def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]
     (``fallback``); once the store answers again, what waited there is moved into
     it (or, for a target that opened an incident there meanwhile, delivered from
     the local outbox) before this run's alerts.
+
+    *store*: the alert store from :func:`open_run_alert_store`, already open (the gate
+    opens it while its checks run); it stays open, its opener closes it. None: opened
+    and closed here.
     """
     if settings is None:
         return None
@@ -81,10 +98,11 @@ def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]
     url = config.breaker.store
     local_path = local_alert_store_path(url)
     fallback: str | None = None
-    store: Any = None
     decisions: list = []
+    given = store
     try:
-        store = open_alert_store(url)
+        if store is None:
+            store = open_alert_store(url)
         if os.path.exists(local_path):
             local = SqliteAlertStore(local_path)
             try:
@@ -93,7 +111,7 @@ def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]
                 local.close()
         decisions = Alerter(settings, store).record(runs)
     except Exception as exc:  # noqa: BLE001 - the store is down: the local outbox takes the alerts
-        if store is not None:
+        if store is not None and store is not given:
             try:
                 store.close()
             except Exception:  # noqa: BLE001
@@ -120,8 +138,9 @@ def deliver_alerts(config: Any, settings: Any, runs: Sequence[Mapping[str, Any]]
         except Exception:  # noqa: BLE001 - tried again next run
             pass
     report = AlertReport.of(decisions, flushed, sent_before=extra_sent, fallback=fallback)
-    try:
-        store.close()
-    except Exception:  # noqa: BLE001
-        pass
+    if store is not given:
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001
+            pass
     return report.to_dict()

@@ -9,12 +9,13 @@ from .model import (CheckOutcome, DriftCode, DriftEvent, HistoryPolicy, Observat
                     PersistenceKind)
 from .persistence import judge_persistence
 from .publish import drift_event_specs, sparkline, trend_markdown
-from .recording import observations_from_report, record_reports, record_run, record_target_observations
+from .recording import (observations_from_report, open_run_history, record_reports, record_run,
+                        record_target_observations)
 from .store import DEFAULT_STORE, HistoryError, open_history_store
 
 __all__ = [
     "CheckOutcome", "DEFAULT_STORE", "DriftCode", "DriftEvent", "HistoryError", "HistoryPolicy", "Observation",
     "Persistence", "PersistenceKind", "detect_drift", "judge_persistence", "observations_from_report",
-    "drift_event_specs", "open_history_store", "record_reports", "record_run", "record_target_observations",
-    "sparkline", "trend_markdown",
+    "drift_event_specs", "open_history_store", "open_run_history", "record_reports", "record_run",
+    "record_target_observations", "sparkline", "trend_markdown",
 ]

@@ -141,27 +141,51 @@ def record_target_observations(doc: MutableMapping[str, Any], store: Any, clock:
     return None
 
 
-def record_run(config: Any, docs: Sequence[MutableMapping[str, Any]], clock: Clock = utcnow) -> list[dict[str, str]]:
-    """:func:`record_reports` with a loaded configuration's ``[history]`` (the defaults without one)."""
+def _history_settings(config: Any) -> Any:
     settings = getattr(config, "history", None)
     if settings is None:
         from cxhealth.tasks.targets import HistorySettings
 
         settings = HistorySettings()
-    return record_reports(settings, docs, clock)
+    return settings
+
+
+def record_run(config: Any, docs: Sequence[MutableMapping[str, Any]], clock: Clock = utcnow,
+               store: Any = None) -> list[dict[str, str]]:
+    """:func:`record_reports` with a loaded configuration's ``[history]`` (the defaults without one).
+
+    *store*: one :func:`open_run_history` opened beforehand (the gate opens it while its
+    checks run, and records each target as soon as its check is done); the caller closes it.
+    None: opened and closed here."""
+    return record_reports(_history_settings(config), docs, clock, store=store)
+
+
+def open_run_history(config: Any, policy: HistoryPolicy = HistoryPolicy()) -> Any | None:
+    """The configuration's history store, opened and migrated; None when it cannot be
+    (:func:`record_run` then tries once more and reports why)."""
+    from .store import open_history_store
+
+    settings = _history_settings(config)
+    try:
+        return open_history_store(settings.store, settings.retention_days, policy)
+    except Exception:  # noqa: BLE001 - record_run says why, as a warning of the report
+        return None
 
 
 def record_reports(settings: Any, docs: Sequence[MutableMapping[str, Any]], clock: Clock = utcnow,
-                   policy: HistoryPolicy = HistoryPolicy()) -> list[dict[str, str]]:
-    """Record every checked target of one run in the ``[history]`` store *settings* names.
+                   policy: HistoryPolicy = HistoryPolicy(), store: Any = None) -> list[dict[str, str]]:
+    """Record every checked target of one run in the ``[history]`` store *settings* names
+    (or in *store*, already open: it stays open, its opener closes it).
 
     Returns the report's warnings (``{code: "history_unavailable", message}``), empty when all went in.
     """
     from .store import open_history_store
 
     warnings: list[dict[str, str]] = []
+    owned = store is None
     try:
-        store = open_history_store(settings.store, settings.retention_days, policy)
+        if owned:
+            store = open_history_store(settings.store, settings.retention_days, policy)
     except Exception as exc:  # noqa: BLE001 - the checks' verdict stands without history
         for doc in docs:
             doc["drift"] = []
@@ -174,8 +198,9 @@ def record_reports(settings: Any, docs: Sequence[MutableMapping[str, Any]], cloc
             if problem:
                 warnings.append({"code": "history_unavailable", "message": problem[:400]})
     finally:
-        try:
-            store.close()
-        except Exception:  # noqa: BLE001
-            pass
+        if owned:
+            try:
+                store.close()
+            except Exception:  # noqa: BLE001
+                pass
     return warnings

@@ -222,7 +222,7 @@ def run_bench(tmp: Path, args: argparse.Namespace) -> tuple[dict[str, list[float
             return times
 
         times = asyncio.run(bench())
-        counts = {"slack_calls": len(slack.api_calls()), "token_requests": len(fake.token_requests)}
+        counts = {"slack_calls": len(slack.api_calls()), "slack_top_level": len(slack.top_level())}
     return times, counts
 
 
@@ -256,7 +256,8 @@ def report(times: dict[str, list[float]], counts: dict[str, int], args: argparse
     print(f"  goal: the gate adds <= {GOAL_S:.2f} s to a sync flow -> {verdict}")
     print(f"  load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} (2 cores); "
-          f"Slack API calls {counts['slack_calls']} (healthy: 0 expected)")
+          f"Slack API calls {counts['slack_calls']}, top-level messages {counts['slack_top_level']} "
+          "(all healthy: a drift, e.g. latency_regression on a loaded machine, is one low-severity message)")
 
 
 if __name__ == "__main__":

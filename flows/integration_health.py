@@ -477,9 +477,10 @@ async def gate_report(targets: list[str] | None, targets_file: str | None, alert
 
     It publishes what :func:`health_report` publishes, in the same order (history,
     events, Slack, then — only when it holds the sync — the report artifact), but:
-    the checks run in the flow run itself (no task runs); the history and alert stores
-    are opened while they run, and each target is recorded in the history as soon as
-    its own check is done, while the others still run; the alerts go out by a plain
+    the checks run in the flow run itself (no task runs); the history store is opened
+    while they run, and each target is recorded in it as soon as its own check is done,
+    while the others still run; the alert store is opened while the last records and
+    the events go out; the alerts go out by a plain
     call (no ``slack-alerts`` task run: Prefect's engine spends ~0.1 s on each).
     Prefect API calls of a healthy gate: none of its own (events and log lines go
     through Prefect's batching workers); one artifact when it holds the sync.
@@ -494,7 +495,6 @@ async def gate_report(targets: list[str] | None, targets_file: str | None, alert
 
     breaker = breaker_for(config)
     history_opening = asyncio.ensure_future(asyncio.to_thread(open_run_history, config))
-    alerts_opening = asyncio.ensure_future(asyncio.to_thread(open_run_alert_store, config)) if settings else None
     recording = asyncio.Lock()  # one target at a time into the store, in the order the checks end
     history_warnings: list[dict[str, str]] = []
 
@@ -508,13 +508,14 @@ async def gate_report(targets: list[str] | None, targets_file: str | None, alert
 
     try:
         docs = list(await asyncio.gather(*(check_and_record(t) for t in selected)))
-    except BaseException:  # cancelled: the stores opened meanwhile are closed once they are open
-        for opening in (history_opening, alerts_opening):
-            if opening is not None:
-                opening.add_done_callback(_close_opened)
+    except BaseException:  # cancelled: the store opened meanwhile is closed once it is open
+        history_opening.add_done_callback(_close_opened)
         raise
     finally:
         breaker.close()
+    # The alert store lives in the breaker's file: opened now, not during the checks, whose
+    # breaker writes its schema transaction would make wait (SQLite's busy handler backs off).
+    alerts_opening = asyncio.ensure_future(asyncio.to_thread(open_run_alert_store, config)) if settings else None
     history = await history_opening  # open already, unless no target got as far as its check
     broken = [config_error_report(name, error).to_dict() for name, error in errors.items()]
     if history is None:  # the store did not open: recorded (tried again, and why not said) as before

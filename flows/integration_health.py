@@ -480,8 +480,8 @@ async def gate_report(targets: list[str] | None, targets_file: str | None, alert
     the checks run in the flow run itself (no task runs); the history store is opened
     while they run, and each target is recorded in it as soon as its own check is done,
     while the others still run; the alert store is opened while the last records and
-    the events go out; the alerts go out by a plain
-    call (no ``slack-alerts`` task run: Prefect's engine spends ~0.1 s on each).
+    the events go out; the alerts go out by a plain call (no ``slack-alerts`` task run:
+    Prefect's engine spent 0.1-0.3 s on it, bench/bench_gate.py).
     Prefect API calls of a healthy gate: none of its own (events and log lines go
     through Prefect's batching workers); one artifact when it holds the sync.
     """
@@ -594,7 +594,9 @@ async def _gate(targets: list[str] | None, targets_file: str | None, alerts: boo
 @flow(name="health-gate", description="Returns when the integrations are healthy; raises IntegrationUnhealthy otherwise.")
 async def health_gate_flow(targets: list[str] | None = None, targets_file: str | None = None,
                            alerts: bool = True) -> dict:
-    """The gate as a flow run of its own (when :func:`health_gate` is called outside a flow)."""
+    """The gate as a flow run of its own: a ``health-gate`` subflow when awaited inside a
+    sync flow (where a team wants the gate's checks and report on a run of their own), and
+    what :func:`health_gate` runs when it is called outside any flow."""
     return await _gate(targets, targets_file, alerts)
 
 

@@ -26,6 +26,7 @@ raised to the hard one, for the lab's listeners and both clients' sockets.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -99,7 +100,45 @@ def raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
 
 
+def serve_lab(n: int, folder: str) -> None:
+    """The lab, in its own process: it writes the targets and the client store's path, says
+    ready, and serves until its standard input closes."""
+    from cxhealth.lab.tls_lab import TLSLab
+
+    with TLSLab(scenarios=False) as lab:
+        fleet = lab.healthy_fleet(n)
+        (Path(folder) / "targets.txt").write_text("".join(s.target + "\n" for s in fleet))
+        (Path(folder) / "lab.json").write_text(json.dumps({"client_store": str(lab.client_store),
+                                                           "fleet": [[s.host, s.port] for s in fleet]}))
+        print("ready", flush=True)
+        sys.stdin.read()
+
+
+@contextlib.contextmanager
+def lab_process(n: int):
+    """(targets file, client store, [(host, port)]) of a lab in a child process.
+
+    Not in this process: a child's ru_maxrss is at least its parent's RSS when it was
+    spawned (Linux carries the high-water mark across exec), so a bench that holds the lab
+    (~40 MB at 200, more at 2,000) would report that for every tool it measures."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([sys.executable, __file__, "--serve-lab", str(n), tmp],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdin is not None
+        try:
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit("the lab did not start")
+            info = json.loads((Path(tmp) / "lab.json").read_text())
+            yield Path(tmp) / "targets.txt", info["client_store"], [tuple(x) for x in info["fleet"]]
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve-lab":
+        serve_lab(int(sys.argv[2]), sys.argv[3])
+        return 0
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
@@ -111,8 +150,6 @@ def main() -> int:
     raise_open_files_limit()
     load_before = os.getloadavg()
 
-    from cxhealth.lab.tls_lab import TLSLab
-
     # What a user runs is an installed wheel, whose bytecode pip compiled at install. A checkout under
     # PYTHONDONTWRITEBYTECODE=1 (CI, this machine) would compile every cxhealth module on every run
     # (~0.4 s of CPU): compile once here and let the measured processes read the bytecode.
@@ -123,23 +160,20 @@ def main() -> int:
         if (ROOT / folder).is_dir():
             compileall.compile_dir(str(ROOT / folder), quiet=1)
 
-    with TLSLab(scenarios=False) as lab, tempfile.TemporaryDirectory() as tmp:
-        fleet = lab.healthy_fleet(args.n)
-        targets = Path(tmp) / "targets.txt"
-        targets.write_text("".join(s.target + "\n" for s in fleet))
-        resolve = [a for s in fleet for a in ("--resolve", f"{s.host}:{s.port}:127.0.0.1")]
+    with lab_process(args.n) as (targets, client_store, fleet):
+        resolve = [a for host, port in fleet for a in ("--resolve", f"{host}:{port}:127.0.0.1")]
         bindir = Path(sys.executable).parent
         commands = {
-            "floor": [sys.executable, str(ROOT / "bench" / "floor_client.py"), str(targets), str(lab.client_store)],
+            "floor": [sys.executable, str(ROOT / "bench" / "floor_client.py"), str(targets), str(client_store)],
             "cxhealth": [str(bindir / "cxhealth"), "diagnose", "--from", str(targets), "--json",
-                         "--ca-bundle", str(lab.client_store), "--concurrency", str(args.n), "--timeout", str(args.timeout), *resolve],
+                         "--ca-bundle", str(client_store), "--concurrency", str(args.n), "--timeout", str(args.timeout), *resolve],
         }
         if args.sslyze:
             python = ensure_sslyze()
             if python is None:
                 print("sslyze could not be installed: skipped", file=sys.stderr)
             else:
-                hosts = [f"{s.host}:{s.port}{{127.0.0.1}}" for s in fleet]
+                hosts = [f"{host}:{port}{{127.0.0.1}}" for host, port in fleet]
                 commands["sslyze"] = [str(python), "-m", "sslyze", "--certinfo", "--quiet", *hosts]
         timed = hyperfine(commands, args.rounds)
         if timed is not None:

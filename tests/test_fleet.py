@@ -176,21 +176,29 @@ class _StoreClock:
     The workers' flow runs are separate processes, so no in-process clock or offset reaches
     them; what they all read is the store. The breaker opens for OPEN_S (an hour: nothing
     expires by itself while the test runs, however loaded the machine), and when the test
-    wants an open time over it moves that record's ``reopen_at`` to the Redis server's now —
+    wants an open time over it moves that record's ``reopen_at`` to the Redis server's now --
     what every worker's next admit would see an hour later: an OPEN whose time has passed, so
     the first caller probes. Nothing else changes (the failures, the trips, the probe's lease
     run on the server's clock as before), and no product code has a hook for it.
+
+    This machine's copy of the OPEN (the workers' local fallback store, which an emptied Redis
+    would fall back on: ``FallbackStore.mirror``) keeps the same reopen time, so the same hour
+    passes there too: every worker's flow runs share the test's ``CXHEALTH_FALLBACK_DIR``.
     """
 
     def __init__(self, url: str, host: str) -> None:
         import redis
-        from cxhealth.tasks.breaker import BreakerConfig
+        from cxhealth.tasks.breaker import BreakerConfig, open_breaker
+        from cxhealth.tasks.breaker.breaker import fallback_path
         from cxhealth.tasks.breaker.redis_store import RedisStore
 
         self.host = host
         self.store = RedisStore(url)  # the default key prefix: the one the workers' breakers use
         self.key = self.store.key(host)
         self.config = BreakerConfig(threshold=2, window_s=WINDOW_S, open_s=OPEN_S, max_open_s=OPEN_S)
+        breaker = open_breaker(url, self.config)  # as a worker opens it: the same description, the same copy
+        self.local_copy = fallback_path(breaker.description)
+        breaker.close()
         self._client = redis.Redis.from_url(url)
         self._end_open = self._client.register_script(_END_OPEN_LUA)
 
@@ -200,7 +208,12 @@ class _StoreClock:
     def end_open(self) -> None:
         """The current open time is over (the breaker must be open, within its time)."""
         status = self.status()
-        assert status.state.value == "open" and status.reopen_at.timestamp() > time.time() + OPEN_S / 2, status
+        reopen_at = status.reopen_at.timestamp()
+        assert status.state.value == "open" and reopen_at > time.time() + OPEN_S / 2, status
+        with sqlite3.connect(self.local_copy, timeout=10) as db:  # the copy the transition's process made
+            moved = db.execute("UPDATE breaker SET reopen_at = ? WHERE host = ? AND state = 'open' "
+                               "AND abs(reopen_at - ?) < 0.001", (time.time() - 0.001, self.host, reopen_at)).rowcount
+        assert moved == 1, f"this machine's copy of the OPEN ({self.local_copy}) holds the store's reopen time"
         stored = self._client.hget(self.key, "reopen_at")
         assert self._end_open(keys=[self.key], args=[stored]) == 1, "the open the test read is the store's"
         assert self.status().reopen_at.timestamp() <= time.time(), "the store reads its open time as over"

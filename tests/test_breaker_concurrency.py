@@ -45,10 +45,12 @@ STORE_TIMEOUT_S = 20.0
 
 
 def _open_worker_breaker(store: dict, offset):
+    # The crowd's local fallback file (shared by its 40 processes, as on one machine) is the test's:
+    # the workers come from the forkserver, whose environment predates conftest's CXHEALTH_FALLBACK_DIR.
     if store["kind"] == "sqlite":
         return open_breaker(store["url"], CONFIG, clock=lambda: T0 + offset.value,
-                            busy_timeout_s=STORE_TIMEOUT_S)
-    return open_breaker(store["url"], CONFIG, key_prefix=store["prefix"],
+                            busy_timeout_s=STORE_TIMEOUT_S, fallback=store["fallback"])
+    return open_breaker(store["url"], CONFIG, key_prefix=store["prefix"], fallback=store["fallback"],
                         redis_time_offset=lambda: offset.value, timeout_s=STORE_TIMEOUT_S)
 
 
@@ -176,6 +178,7 @@ def crowd(request, tmp_path_factory):
     else:
         require_redis()
         store = {"kind": "redis", "url": REDIS_URL, "prefix": f"cxhealth-test:{uuid.uuid4().hex}"}
+    store["fallback"] = str(tmp_path_factory.mktemp("crowd-fallback") / "fallback.sqlite3")
     crowd = Crowd(store)
     yield crowd
     crowd.close()

@@ -16,6 +16,8 @@ the same interleaved loop with time.perf_counter.
 
     .venv/bin/python bench/bench_diagnose.py [--n 200] [--rounds 7] [--sslyze]
     .venv/bin/python bench/bench_diagnose.py --n 2000 --rounds 5   # issue 16: <= 1.15x, <= 300 MB
+    /path/to/wheel-venv/bin/python bench/bench_diagnose.py        # the wheel as users install it
+                                                                   # (no editable finder at start-up)
 
 Goals: issue 11, n=200: cxhealth <= 1.2x the floor; issue 16, n=2,000: <= 1.15x
 and cxhealth's peak RSS <= 300 MB. Every endpoint is its own lab listener (one
@@ -39,7 +41,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # an installed cxhealth (the wheel, as users have it) wins over the checkout
 
 
 def ensure_sslyze() -> Path | None:

@@ -81,6 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-alerts", action="store_true")
     r.add_argument("--flow", action="store_true", help="run as a Prefect flow run (recorded by the configured API)")
     r.add_argument("--only", action="append", default=[], metavar="NAME", help="check only this target (repeatable)")
+    r.add_argument("--shard", metavar="K/N", help="check only shard K of N: the targets whose sha256(name) mod N "
+                                               "is K-1 (deployments/FLEET.md, Sharding)")
 
     demo = sub.add_parser("demo", help="start the lab and run the integration-health flow against it")
     demo.add_argument("--dir", metavar="DIR", help="state directory (default: ./.cxhealth-demo)")

@@ -15,13 +15,18 @@ from typing import Any, Sequence
 from .errors import UsageError
 
 
-def load_run_config(path: str, only: Sequence[str] = ()) -> tuple[Any, list[Any]]:
+def load_run_config(path: str, only: Sequence[str] = (), shard: str | None = None) -> tuple[Any, list[Any]]:
     """Load and validate the file and every secret it names: bad input is exit 2."""
+    from cxhealth.tasks import shards
     from cxhealth.tasks.targets import TargetConfigError, load_targets
 
     try:
+        part = shards.parse_shard(shard)
+    except shards.ShardSpecError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         config = load_targets(path)
-        selected = [config.target(n) for n in only] if only else list(config.targets)
+        selected = shards.select([config.target(n) for n in only] if only else list(config.targets), part)
         for target in selected:  # a missing secret is a configuration error, found before any network
             target.client_secret()
             if target.access_key_secret_env:
@@ -29,7 +34,7 @@ def load_run_config(path: str, only: Sequence[str] = ()) -> tuple[Any, list[Any]
             target.check_proxy()  # the proxy URL, the environment's proxy, the password variable
     except TargetConfigError as exc:
         raise UsageError(str(exc)) from None
-    if not selected:
+    if not selected and part is None:  # an empty shard of a small fleet checks nothing, as its flow run does
         raise UsageError(f"{path}: no [[target]] to check")
     return config, selected
 
@@ -57,7 +62,8 @@ async def check_all(config: Any, targets: Sequence[Any]) -> list[dict[str, Any]]
 
 
 def run_run(args: Any) -> int:
-    config, targets = load_run_config(args.targets, args.only)
+    shard = getattr(args, "shard", None)
+    config, targets = load_run_config(args.targets, args.only, shard)
     from cxhealth.tasks.alerts.run import alert_settings, deliver_alerts
 
     settings = None if args.no_alerts else _usage(alert_settings, config)
@@ -69,7 +75,7 @@ def run_run(args: Any) -> int:
         from cxhealth.flows.integration_health import run_flow_sync
 
         report = run_flow_sync(args.targets, [t.name for t in targets] if args.only else None,
-                               alerts=not args.no_alerts)
+                               alerts=not args.no_alerts, shard=shard)
     else:
         if sys.stderr.isatty() and not args.json:
             print(f"checking {len(targets)} target(s): {', '.join(t.name for t in targets)} ...", file=sys.stderr)

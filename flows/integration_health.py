@@ -322,7 +322,7 @@ def _slug(name: str) -> str:
 
 
 async def health_report(targets: list[str] | None, targets_file: str | None, alerts: bool,
-                        detailed: bool = True) -> dict[str, Any]:
+                        detailed: bool = True, shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run every check inside the current flow run and publish the report
     (events, Slack, artifacts — in that order: transitions first). Shared by both flows.
 
@@ -331,12 +331,20 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     the flow run itself (no task runs: each costs Prefect API round trips,
     bench/bench_gate.py), one log line per target, and the report artifact
     (``cxhealth-gate-report``) only when the gate fails. Events are emitted either way.
+
+    ``shard``: ``(k, n)`` from :func:`cxhealth.tasks.shards.parse_shard`: only the
+    targets (and unknown names) of that shard are checked; None checks them all.
     """
     logger = get_run_logger()
     from cxhealth.tasks.alerts.run import alert_settings
     from cxhealth.tasks.runtime import breaker_for
 
     config, selected, env, errors = await load_run_config(targets_file, targets)
+    if shard is not None:
+        from cxhealth.tasks import shards
+
+        selected = shards.select(selected, shard)
+        errors = {n: e for n, e in errors.items() if shards.in_shard(n, shard)}
     settings = alert_settings(config, env) if alerts else None
     breaker = breaker_for(config)
     try:
@@ -377,7 +385,9 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
         if not detailed or d.get("config_error"):  # a detailed run's task runs log their own line
             log_target(logger, d)
     try:  # the transitions went out above: a failed artifact costs only the artifact (issue 14)
-        await _publish_artifacts(report, docs, detailed)
+        written = await _publish_artifacts(report, docs, detailed)
+        if detailed and docs:
+            logger.info("%s", _artifacts_line(written, len(docs)))
     except Exception as exc:  # noqa: BLE001 - the verdict and the transitions stand
         logger.warning("the report artifact could not be written (%s); events and Slack alerts went out",
                        type(exc).__name__)
@@ -385,18 +395,104 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     return report
 
 
-async def _publish_artifacts(report: dict[str, Any], docs: Sequence[Mapping[str, Any]], detailed: bool) -> None:
+TARGET_KEY_PREFIX = "cxhealth-target-"
+TARGET_REFRESH_S = 24 * 3600   # a healthy target's artifact is rewritten at least this often
+_LATEST_PAGE = 200             # keys per read of the latest artifacts (the server's default page limit)
+
+
+def target_key(name: str) -> str:
+    return TARGET_KEY_PREFIX + _slug(name)
+
+
+def _target_description(d: Mapping[str, Any]) -> str:
+    return ("healthy: " if d["healthy"] else "UNHEALTHY: ") + (d["name"] if d["healthy"] else f"{d['name']} {d.get('cause')}")
+
+
+def target_artifact_reason(d: Mapping[str, Any], latest: Any, known: bool, now: float) -> str | None:
+    """Why a target's artifact is written this run, or None when its latest version already says it.
+
+    The rule (README, "What ops see"; deployments/FLEET.md): write when it is news —
+
+    * ``unhealthy``: the target is unhealthy (every run: the breaker's probe time and the
+      cause may move);
+    * ``recovered``: its key's latest version is not a healthy one (it was unhealthy at its
+      last check), so the key never stays red after recovery;
+    * ``first``: the key has no version yet;
+    * ``refresh``: the latest healthy version is older than ``TARGET_REFRESH_S`` (24 h);
+    * ``unknown``: the latest versions could not be read (``known`` False): write, never guess.
+
+    Otherwise (healthy now, and the latest version, written less than 24 h ago, says healthy)
+    nothing is written: the run's report (``cxhealth-report``) carries every target every run.
+    """
+    if not d["healthy"]:
+        return "unhealthy"
+    if not known:
+        return "unknown"
+    if latest is None:
+        return "first"
+    if not str(getattr(latest, "description", None) or "").startswith("healthy:"):
+        return "recovered"
+    updated = getattr(latest, "updated", None) or getattr(latest, "created", None)
+    if updated is None or now - updated.timestamp() > TARGET_REFRESH_S:
+        return "refresh"
+    return None
+
+
+async def latest_target_artifacts(names: Sequence[str]) -> dict[str, Any] | None:
+    """The latest version of each target's artifact key, ``{key: ArtifactCollection}``, read in pages of
+    200 keys (one API call each: 5 for 1,000 targets, instead of 1,000 writes); None if it cannot be read."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    keys = list(dict.fromkeys(target_key(n) for n in names))
+    found: dict[str, Any] = {}
+    try:
+        async with get_client() as client:
+            for i in range(0, len(keys), _LATEST_PAGE):
+                page = keys[i:i + _LATEST_PAGE]
+                rows = await client.read_latest_artifacts(
+                    artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=page)),
+                    limit=len(page))
+                found.update({r.key: r for r in rows})
+    except Exception as exc:  # noqa: BLE001 - the safe side: write every target's artifact
+        get_run_logger().debug("could not read the latest target artifacts: %s", type(exc).__name__)
+        return None
+    return found
+
+
+async def _publish_artifacts(report: dict[str, Any], docs: Sequence[Mapping[str, Any]],
+                             detailed: bool) -> dict[str, list[str]]:
+    """Write the run's artifacts; returns ``{reason: [target names]}`` of the per-target ones written."""
+    written: dict[str, list[str]] = {}
     if detailed:
+        import time
+
+        latest = await latest_target_artifacts([d["name"] for d in docs]) if docs else {}
+        now = time.time()
+        news = []
+        for d in docs:
+            why = target_artifact_reason(d, (latest or {}).get(target_key(d["name"])), latest is not None, now)
+            if why is not None:
+                written.setdefault(why, []).append(str(d["name"]))
+                news.append(d)
         await asyncio.gather(
             create_markdown_artifact(key=REPORT_KEY, markdown=report_markdown(report),
                                      description=_describe(report)),
-            *(create_markdown_artifact(key=f"cxhealth-target-{_slug(d['name'])}", markdown=target_markdown(d),
-                                       description=("healthy: " if d["healthy"] else "UNHEALTHY: ")
-                                       + (d["name"] if d["healthy"] else f"{d['name']} {d.get('cause')}"))
-              for d in docs))
+            *(create_markdown_artifact(key=target_key(d["name"]), markdown=target_markdown(d),
+                                       description=_target_description(d))
+              for d in news))
     elif not report["healthy"]:  # a healthy gate's report is read by no one
         await create_markdown_artifact(key=GATE_REPORT_KEY, markdown=report_markdown(report, title="Health gate"),
                                        description="the health gate held the sync: " + _describe(report))
+    return written
+
+
+def _artifacts_line(written: Mapping[str, Sequence[str]], total: int) -> str:
+    n = sum(len(v) for v in written.values())
+    parts = ", ".join(f"{len(v)} {why}" for why, v in written.items())
+    return (f"target artifacts: {n} of {total} written" + (f" ({parts})" if parts else "")
+            + (f"; {total - n} healthy ones unchanged since their latest version (see cxhealth-report)"
+               if total - n else ""))
 
 
 def _describe(report: Mapping[str, Any]) -> str:
@@ -420,12 +516,22 @@ def run_title(report: Mapping[str, Any], prefix: str = "health") -> str:
     return text if len(text) <= 120 else text[:119] + "…"
 
 
+MAX_TAGGED = 50  # a run over more targets tags none of them by name (its report lists them all)
+
+
 def run_tags(report: Mapping[str, Any]) -> list[str]:
-    tags = [f"target:{d['name']}" for d in report["targets"]]
-    for d in report["targets"]:
-        if not d["healthy"]:
-            tags += [f"unhealthy:{d['name']}", f"cause:{d.get('cause')}"]
+    """``target:<t>`` per target (runs of at most 50 targets), ``unhealthy:<t>`` and ``cause:<c>`` per
+    unhealthy target (the first 50), and ``healthy`` or ``unhealthy``."""
+    docs = report["targets"]
+    tags = [f"target:{d['name']}" for d in docs] if len(docs) <= MAX_TAGGED else []
+    for d in [d for d in docs if not d["healthy"]][:MAX_TAGGED]:
+        tags += [f"unhealthy:{d['name']}", f"cause:{d.get('cause')}"]
     return list(dict.fromkeys(tags + (["unhealthy"] if not report["healthy"] else ["healthy"])))
+
+
+def _names_text(docs: Sequence[Mapping[str, Any]], most: int = 20) -> str:
+    names = [str(d["name"]) for d in docs]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 async def label_flow_run(name: str | None, tags: Sequence[str]) -> None:
@@ -447,27 +553,34 @@ async def label_flow_run(name: str | None, tags: Sequence[str]) -> None:
 def _health_run_name() -> str:
     from prefect.runtime import flow_run
 
-    names = (flow_run.parameters or {}).get("targets")
-    return "health " + (", ".join(names) if names else "all targets")
+    params = flow_run.parameters or {}
+    names = params.get("targets")
+    text = "health " + (", ".join(names) if names else "all targets")
+    return text + (f" (shard {str(params['shard']).strip()})" if params.get("shard") else "")
 
 
 @flow(name="integration-health", flow_run_name=_health_run_name,
       description="Handshake diagnostics -> OAuth token smoke test -> endpoint checks, "
       "under the shared circuit breaker, with Slack alerts.")
 async def integration_health(targets: list[str] | None = None, targets_file: str | None = None,
-                             alerts: bool = True) -> Any:
+                             alerts: bool = True, shard: str | None = None) -> Any:
     """Check every target concurrently; Completed when all are healthy, Failed(name="Unhealthy") otherwise.
 
     Args:
         targets: target names to check (default: all).
         targets_file: a targets.toml path on the worker (default: $CXHEALTH_TARGETS, else the CxTarget blocks).
         alerts: post to Slack (False: send and queue nothing).
+        shard: ``"k/n"``: check only the targets whose stable hash (sha256 of the name) mod n is
+            k-1 (:mod:`cxhealth.tasks.shards`; deployments/FLEET.md); None: every target.
     """
-    report = await health_report(targets, targets_file, alerts)
+    from cxhealth.tasks.shards import parse_shard
+
+    part = parse_shard(shard)  # a bad spec fails the run with one line, before any check
+    report = await health_report(targets, targets_file, alerts, shard=part)
     await label_flow_run(run_title(report), run_tags(report))
     if report["healthy"]:
-        return Completed(message=f"{len(report['targets'])} target(s) healthy: "
-                         + ", ".join(d["name"] for d in report["targets"]), data=report)
+        return Completed(message=f"{len(report['targets'])} target(s) healthy: " + _names_text(report["targets"]),
+                         data=report)
     return Failed(name=UNHEALTHY, message=failure_message(_failures(report)), data=report)
 
 
@@ -620,12 +733,13 @@ async def health_gate(targets: list[str] | None = None, targets_file: str | None
     return await health_gate_flow(targets=targets, targets_file=targets_file, alerts=alerts)
 
 
-def run_flow_sync(targets_file: str, names: Sequence[str] | None, alerts: bool = True) -> dict[str, Any]:
+def run_flow_sync(targets_file: str, names: Sequence[str] | None, alerts: bool = True,
+                  shard: str | None = None) -> dict[str, Any]:
     """Run integration-health as a flow run from the CLI (`cxhealth run --flow`) and return its report."""
     async def go() -> dict[str, Any]:
         state = await integration_health(targets=list(names) if names else None,
                                           targets_file=str(Path(targets_file).resolve()), alerts=alerts,
-                                          return_state=True)
+                                          shard=shard, return_state=True)
         report = state.result(raise_on_failure=False)
         if asyncio.iscoroutine(report):
             report = await report

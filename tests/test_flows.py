@@ -474,3 +474,82 @@ def test_the_gate_checks_in_the_callers_run_and_alerts_once(prefect_harness, tar
 
     assert asyncio.run(artifact_keys(held_ids[0])) == {"cxhealth-gate-report"}
     assert asyncio.run(artifact_keys(ok_id)) == set()  # a healthy gate's report is read by no one
+
+
+# --- issue 16: per-target artifacts only when news; shards ----------------------------------
+
+def _target_artifacts(run_id=None, key="cxhealth-target-lab-genesys"):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read():
+        async with get_client() as client:
+            arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                               limit=200)
+            from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+            rows = await client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(any_=[key])))
+            latest = rows[0] if rows else None
+            return [a for a in arts if run_id is None or a.flow_run_id == run_id], latest
+
+    return asyncio.run(read())
+
+
+def test_a_target_artifact_is_written_when_it_is_news_and_the_run_report_always(prefect_harness, targets_file):
+    """Healthy again and healthy before: no new version (the run's report has the target);
+    its latest version red (unhealthy at its last check): a new, healthy one; an unhealthy
+    target: a version every run."""
+    from prefect.artifacts import create_markdown_artifact
+
+    state, _ = asyncio.run(_run(["lab-genesys"], targets_file))  # now its latest version is healthy
+    assert _target_artifacts()[1].description.startswith("healthy:")
+    state, _ = asyncio.run(_run(["lab-genesys"], targets_file))
+    run_id = state.state_details.flow_run_id
+    assert _target_artifacts(run_id)[0] == [], "no news, no new version"
+    report = _target_artifacts(run_id, "cxhealth-report")[0]
+    assert len(report) == 1 and "lab-genesys" in report[0].data, "the run's report carries the target"
+
+    async def red():  # as a run that found it unhealthy leaves it
+        await create_markdown_artifact(key="cxhealth-target-lab-genesys", markdown="# ✗ lab-genesys",
+                                       description="UNHEALTHY: lab-genesys cert_expired")
+
+    asyncio.run(red())
+    state, _ = asyncio.run(_run(["lab-genesys"], targets_file))
+    mine, latest = _target_artifacts(state.state_details.flow_run_id)
+    assert len(mine) == 1 and latest.latest_id == mine[0].id, "recovered: a new version, now the latest"
+    assert latest.description == "healthy: lab-genesys" and "✓ lab-genesys" in mine[0].data
+
+    for _ in range(2):
+        state, _ = asyncio.run(_run(["tls12-trap"], targets_file))
+        mine, latest = _target_artifacts(state.state_details.flow_run_id, "cxhealth-target-tls12-trap")
+        assert len(mine) == 1 and latest.description.startswith("UNHEALTHY: tls12-trap")
+
+
+def test_shards_split_a_run_and_a_bad_shard_fails_in_one_line(prefect_harness, targets_file):
+    from cxhealth.flows.integration_health import integration_health
+    from cxhealth.tasks.shards import shard_index
+
+    names = ["lab-genesys", "tls12-trap", "lab-genesis"]  # the unknown name is sharded too
+    checked = []
+    for k in (1, 2):
+        state, report = asyncio.run(_shard_run(names, targets_file, f"{k}/2"))
+        got = [t["name"] for t in report["targets"]]
+        assert sorted(got) == sorted(n for n in names if shard_index(n, 2) == k - 1)
+        checked += got
+    assert sorted(checked) == sorted(names), "every target in exactly one shard"
+
+    state = asyncio.run(integration_health(targets_file=str(targets_file), alerts=False, shard="3/2",
+                                           return_state=True))
+    assert state.is_failed() and "shard '3/2'" in state.message and "\n" not in state.message.strip()
+
+
+async def _shard_run(names, path, shard):
+    from cxhealth.flows.integration_health import integration_health
+
+    state = await integration_health(targets=names, targets_file=str(path), alerts=False, shard=shard,
+                                     return_state=True)
+    report = state.result(raise_on_failure=False)
+    if asyncio.iscoroutine(report):
+        report = await report
+    return state, report

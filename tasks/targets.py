@@ -22,6 +22,7 @@ naming the file, the target and the key: :class:`TargetConfigError`.
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -299,8 +300,8 @@ class Target(_Table):
 
     @property
     def resolve_map(self) -> dict[tuple[str, int], str]:
-        """``{(host, port): address}`` from the ``resolve`` overrides."""
-        return {(r.host, r.port): r.address for r in map(Resolve.parse, self.resolve)}
+        """``{(host, port): address}`` from the ``resolve`` overrides (a fresh dict each time)."""
+        return dict(_resolve_map(tuple(self.resolve)))
 
     def proxy_settings(self) -> ProxySettings:
         """How this target's connections pick their proxy (``proxy``, ``no_proxy``, the environment)."""
@@ -646,3 +647,11 @@ def _check_keys(table: Mapping[str, Any], where: str, model: type[BaseModel]) ->
                 f"environment variable and name it with {_INLINE_SECRET_KEYS[key]}")
         if key not in valid:
             raise TargetConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve_map(entries: tuple[str, ...]) -> tuple[tuple[tuple[str, int], str], ...]:
+    """The parsed ``resolve`` list, once per distinct list: a fleet's targets share their
+    [defaults] list, and each connection asked for it again (issue 16's profile: 44,000
+    parses, a third of a 333-target flow run's check time, for 17 entries)."""
+    return tuple(((r.host, r.port), r.address) for r in map(Resolve.parse, entries))

@@ -91,6 +91,10 @@ class FleetOptions:
     deploy: bool = True
     worker_env: Mapping[str, str] = field(default_factory=dict)  # extra env for the workers only
     startup_timeout_s: float = 120.0
+    # None: the server's in-memory messaging (Prefect's default: each consumer's queue holds
+    # 10,000 events and drops the rest, which a 1,000-target burst overflows, FLEET.md);
+    # a redis:// URL: prefect-redis streams (Prefect's documented path for high event load).
+    messaging: str | None = None
 
 
 @dataclass
@@ -415,11 +419,27 @@ def _log_tail(path: str | Path, lines: int = 15) -> str:
         return ""
 
 
+def redis_messaging_env(url: str) -> dict[str, str]:
+    """The server settings that move its events and their consumers onto Redis streams (prefect-redis)."""
+    if not url.startswith(("redis://", "rediss://")):
+        raise ValueError(f"--messaging {url!r}: expected a redis:// URL")
+    try:
+        import prefect_redis  # noqa: F401
+    except ImportError:
+        raise FleetError("--messaging needs prefect-redis (pip install -e '.[fleet]')") from None
+    return {"PREFECT_MESSAGING_BROKER": "prefect_redis.messaging", "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+            "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+            "PREFECT_REDIS_MESSAGING_URL": url}
+
+
 def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lambda s: None) -> FleetState:
     """Bring the fleet up; on any failure, stop what was started and raise FleetError."""
     o = options or FleetOptions()
     if o.workers < 1:
         raise ValueError("--workers must be at least 1")
+    if o.messaging:
+        redis_messaging_env(o.messaging)  # a bad URL or a missing prefect-redis: before anything starts
     if o.database not in ("postgres", "sqlite"):
         raise ValueError("--database must be postgres or sqlite")
     if not PREFECT_FILE.is_file():
@@ -452,6 +472,8 @@ def up(options: FleetOptions | None = None, *, echo: Callable[[str], None] = lam
                       "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true" if o.scheduler else "false",
                       "PREFECT_UI_ENABLED": "true" if o.ui else "false",
                       "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
+        if o.messaging:
+            server_env.update(redis_messaging_env(o.messaging))
         server_log = logs / "server.log"
         server = _spawn([*_prefect_cmd(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                         server_env, server_log)
@@ -630,6 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--no-scheduler", dest="scheduler", action="store_false",
                       help="the server creates no scheduled runs (manual runs only)")
     p_up.add_argument("--no-ui", dest="ui", action="store_false")
+    p_up.add_argument("--messaging", metavar="REDIS_URL",
+                      help="the server's event messaging on Redis streams (prefect-redis) instead of in memory")
     p_up.add_argument("--verbose", action="store_true")
     p_down.add_argument("--drop-db", action="store_true", help="also drop the PostgreSQL database")
     p_status.add_argument("--json", action="store_true")
@@ -641,7 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             opts = FleetOptions(state_dir=args.state_dir, workers=args.workers, database=args.database,
                                 pg_url=args.pg_url, db_name=args.db_name, fresh=args.fresh, port=args.port,
-                                worker_poll_s=args.poll, scheduler=args.scheduler, ui=args.ui)
+                                worker_poll_s=args.poll, scheduler=args.scheduler, ui=args.ui,
+                                messaging=args.messaging)
             state = up(opts, echo=print)
             print(f"\nUI  {state.ui_url}\nexport PREFECT_API_URL={state.api_url}\n"
                   f"state and logs: {state.state_dir}\ndown: python -m cxhealth.lab.fleet down"

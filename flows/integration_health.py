@@ -317,20 +317,42 @@ async def _task_report(target: Any, breaker: Any, env: Mapping[str, str] | None)
 
 # --- the report of a run --------------------------------------------------------------------
 
+async def _announce(docs: list[dict[str, Any]], history_warnings: list[dict[str, str]], logger: Any) -> dict[str, Any]:
+    """The run's verdict, out before Slack and the artifacts (transitions first, issue 14): each
+    target linked to this flow run, the report, its events, the drift events, the held-run notes.
+    Shared by both flows."""
+    from cxhealth.tasks.history import drift_event_specs
+
+    try:
+        from prefect.runtime import flow_run
+
+        url = flow_run.ui_url
+        for d in docs:
+            d["flow_run_url"] = url
+    except Exception:  # noqa: BLE001 - a link is a nicety
+        pass
+    report: dict[str, Any] = {"healthy": all(d["healthy"] for d in docs), "targets": docs}
+    if history_warnings:
+        report["warnings"] = history_warnings
+    emit_events(docs)
+    for spec in drift_event_specs(docs):  # contract §4: cxhealth.tls.drift, for Automations
+        emit_event(**spec)
+    try:
+        await note_held_runs(docs)
+    except Exception as exc:  # noqa: BLE001 - a note is a nicety; the Automation still holds the runs
+        logger.debug("could not note the held runs: %s", type(exc).__name__)
+    return report
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "target"
 
 
 async def health_report(targets: list[str] | None, targets_file: str | None, alerts: bool,
-                        detailed: bool = True, shard: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Run every check inside the current flow run and publish the report
-    (events, Slack, artifacts — in that order: transitions first). Shared by both flows.
-
-    ``detailed``: one task run per target and an artifact per target, as ops
-    read them in the UI; False is the gate's lean path: the same checks run in
-    the flow run itself (no task runs: each costs Prefect API round trips,
-    bench/bench_gate.py), one log line per target, and the report artifact
-    (``cxhealth-gate-report``) only when the gate fails. Events are emitted either way.
+                        shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The integration-health flow's run: one task run per target, then the report
+    (events, Slack, artifacts — in that order: transitions first), as ops read them
+    in the UI. The gate's lean path is :func:`gate_report`.
 
     ``shard``: ``(k, n)`` from :func:`cxhealth.tasks.shards.parse_shard`: only the
     targets (and unknown names) of that shard are checked; None checks them all.
@@ -348,45 +370,23 @@ async def health_report(targets: list[str] | None, targets_file: str | None, ale
     settings = alert_settings(config, env) if alerts else None
     breaker = breaker_for(config)
     try:
-        if detailed:
-            runs = await asyncio.gather(*(_task_report(t, breaker, env) for t in selected))
-        else:
-            runs = await asyncio.gather(*(check_target(t, breaker, env) for t in selected))
+        runs = await asyncio.gather(*(_task_report(t, breaker, env) for t in selected))
     finally:
         breaker.close()
     runs = list(runs) + [config_error_report(name, error) for name, error in errors.items()]
     docs = [r.to_dict() for r in runs]
-    try:
-        from prefect.runtime import flow_run
-
-        url = flow_run.ui_url
-        for d in docs:
-            d["flow_run_url"] = url
-    except Exception:  # noqa: BLE001 - a link is a nicety
-        pass
     from cxhealth.tasks.history import record_run
 
     history_warnings = await asyncio.to_thread(record_run, config, docs)  # contract §4; never fails the run
-    report: dict[str, Any] = {"healthy": all(d["healthy"] for d in docs), "targets": docs}
-    if history_warnings:
-        report["warnings"] = history_warnings
-    emit_events(docs)
-    from cxhealth.tasks.history import drift_event_specs
-
-    for spec in drift_event_specs(docs):  # contract §4: cxhealth.tls.drift, for Automations
-        emit_event(**spec)
-    try:
-        await note_held_runs(docs)
-    except Exception as exc:  # noqa: BLE001 - a note is a nicety; the Automation still holds the runs
-        logger.debug("could not note the held runs: %s", type(exc).__name__)
+    report = await _announce(docs, history_warnings, logger)
     if settings is not None:
         report["alerts"] = await asyncio.to_thread(send_alerts, config, settings, docs)
     for d in docs:
-        if not detailed or d.get("config_error"):  # a detailed run's task runs log their own line
+        if d.get("config_error"):  # the checked targets' task runs log their own line
             log_target(logger, d)
     try:  # the transitions went out above: a failed artifact costs only the artifact (issue 14)
-        written = await _publish_artifacts(report, docs, detailed)
-        if detailed and docs:
+        written = await _publish_artifacts(report, docs, detailed=True)
+        if docs:
             logger.info("%s", _artifacts_line(written, len(docs)))
     except Exception as exc:  # noqa: BLE001 - the verdict and the transitions stand
         logger.warning("the report artifact could not be written (%s); events and Slack alerts went out",
@@ -600,7 +600,7 @@ async def gate_report(targets: list[str] | None, targets_file: str | None, alert
     """
     logger = get_run_logger()
     from cxhealth.tasks.alerts.run import alert_settings, deliver_alerts, open_run_alert_store
-    from cxhealth.tasks.history import drift_event_specs, open_run_history, record_run
+    from cxhealth.tasks.history import open_run_history, record_run
 
     config, selected, env, errors = await load_run_config(targets_file, targets)
     settings = alert_settings(config, env) if alerts else None
@@ -638,24 +638,7 @@ async def gate_report(targets: list[str] | None, targets_file: str | None, alert
     docs += broken
     if history is not None:
         _close_later(history)
-    try:
-        from prefect.runtime import flow_run
-
-        url = flow_run.ui_url
-        for d in docs:
-            d["flow_run_url"] = url
-    except Exception:  # noqa: BLE001 - a link is a nicety
-        pass
-    report: dict[str, Any] = {"healthy": all(d["healthy"] for d in docs), "targets": docs}
-    if history_warnings:
-        report["warnings"] = history_warnings
-    emit_events(docs)
-    for spec in drift_event_specs(docs):  # contract §4: cxhealth.tls.drift, for Automations
-        emit_event(**spec)
-    try:
-        await note_held_runs(docs)
-    except Exception as exc:  # noqa: BLE001 - a note is a nicety; the Automation still holds the runs
-        logger.debug("could not note the held runs: %s", type(exc).__name__)
+    report = await _announce(docs, history_warnings, logger)
     if alerts_opening is not None:
         alert_store = await alerts_opening
         try:

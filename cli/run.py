@@ -34,8 +34,13 @@ def load_run_config(path: str, only: Sequence[str] = (), shard: str | None = Non
             target.check_proxy()  # the proxy URL, the environment's proxy, the password variable
     except TargetConfigError as exc:
         raise UsageError(str(exc)) from None
-    if not selected and part is None:  # an empty shard of a small fleet checks nothing, as its flow run does
+    if not selected and part is None:
         raise UsageError(f"{path}: no [[target]] to check")
+    if not selected:  # an empty shard of a small fleet checks nothing, as its flow run does: said, not an error
+        import sys
+
+        print(f"shard {part[0]}/{part[1]}: none of the file's {len(config.targets)} target(s) is in this shard; "
+              "nothing checked", file=sys.stderr)
     return config, selected
 
 

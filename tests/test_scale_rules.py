@@ -81,6 +81,18 @@ def test_the_cli_rejects_a_bad_shard_in_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "shard '3/2'" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_an_empty_shard_checks_nothing_and_says_so(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text('[[target]]\nname = "x"\nplatform = "generic"\nclient_id = "c"\nclient_secret_env = "S"\n'
+                    'token_url = "https://127.0.0.1:9/t"\napi_base = "https://127.0.0.1:9"\n')
+    empty = next(f"{k}/3" for k in (1, 2, 3) if not in_shard("x", parse_shard(f"{k}/3")))
+    proc = subprocess.run([sys.executable, "-m", "cxhealth", "run", "--targets", str(path), "--shard", empty,
+                           "--json", "--no-alerts"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "S": "secret-value"})
+    assert proc.returncode == 0 and json.loads(proc.stdout) == {"healthy": True, "targets": []}
+    assert f"shard {empty}: none of the file's 1 target(s) is in this shard" in proc.stderr
+
+
 # --- when a target's own artifact is written ---------------------------------------------
 
 def _latest(description, age_s=60.0):

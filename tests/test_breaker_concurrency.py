@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 import traceback
 import uuid
 from collections import Counter
@@ -188,17 +189,18 @@ def crowd(request, tmp_path_factory):
 
 
 class CountingFailingServer:
-    """A 127.0.0.1 TCP server that counts connections and closes each at once.
+    """A 127.0.0.1 TCP server that stamps the time of each connection and closes it at once.
 
     A verifying TLS client sees the handshake fail (EOF/reset, no ServerHello).
+    Shared with tests/test_faults_breaker.py.
     """
 
     def __init__(self) -> None:
-        self.accepted = 0
+        self.accepted: list[float] = []
         self._lock = threading.Lock()
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(128)
+        self._sock.listen(256)
         self.port = self._sock.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -210,13 +212,17 @@ class CountingFailingServer:
             except OSError:
                 return
             with self._lock:
-                self.accepted += 1
+                self.accepted.append(time.time())
             conn.close()
 
-    def take_count(self) -> int:
+    def take(self) -> list[float]:
+        """The times of the connections since the last take, and forget them."""
         with self._lock:
-            count, self.accepted = self.accepted, 0
-        return count
+            out, self.accepted = self.accepted, []
+        return out
+
+    def take_count(self) -> int:
+        return len(self.take())
 
     def close(self) -> None:
         self._sock.close()

@@ -13,52 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
 from cxhealth.tasks.breaker import BreakerConfig, open_breaker
 
+from .test_breaker_concurrency import CountingFailingServer
+
 N_PROCESSES = 20
-
-
-class CountingFailingServer:
-    """127.0.0.1 TCP server that accepts, stamps the time of each connection and closes it
-    at once: every TLS handshake to it fails (no ServerHello)."""
-
-    def __init__(self) -> None:
-        self.accepted: list[float] = []
-        self._lock = threading.Lock()
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(256)
-        self.port = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.accepted.append(time.time())
-            conn.close()
-
-    def take(self) -> list[float]:
-        with self._lock:
-            out, self.accepted = self.accepted, []
-        return out
-
-    def close(self) -> None:
-        self._sock.close()
-        self._thread.join(5)
 
 
 def _targets(tmp_path, server, name: str) -> str:

@@ -19,7 +19,8 @@ measured twice per round:
 
 Per measurement: throughput (targets/s, from the first run created to the last run
 finished on the server, what a scheduler sees); healthy / unhealthy targets; the
-Prefect objects the runs created on the server (task runs, artifacts, log lines);
+Prefect objects the runs created on the server (task runs — counted once every one is recorded
+final, and how long after the runs ended that took —, artifacts, log lines);
 per worker: runs taken, peak RSS of the worker and of the worker with its flow-run
 processes (sampled every 0.2 s from /proc). The load average is printed before and after.
 
@@ -288,7 +289,16 @@ def measure_fleet(api: Any, deployment_id: Any, shards: int, targets_file: Path,
                 for m in re.finditer(r"(\S+): (\w+) failed \(([^)]+)\)", (r.state.message or "") if r.state else "")]
     starts = sorted(r.start_time.timestamp() - began for r in latest.values() if r.start_time)
     cpu = CpuMeter.delta(cpu0, meter.snap())
-    time.sleep(2)  # task runs arrive as events, logs in batches: let the server catch up before counting
+    # Task runs reach the server as events (its task-run recorder writes them), logs in batches:
+    # wait until every target's task run is recorded final (at most 180 s), and say how long it took.
+    recorded_at = time.time()
+    task_runs: list[Any] = []
+    while time.time() - recorded_at < 180:
+        task_runs = fleet.task_runs(api, ids)
+        if sum(1 for t in task_runs if t.state is not None and t.state.is_final()) >= n:
+            break
+        time.sleep(1)
+    recorded_s = round(time.time() - recorded_at, 1)
     after = _submissions(workers)
     return {
         "wall_s": round(wall, 2), "targets_per_s": round(n / wall, 1), "runs": len(ids),
@@ -298,8 +308,9 @@ def measure_fleet(api: Any, deployment_id: Any, shards: int, targets_file: Path,
         "cpu_s": cpu, "server_dropped_events": _dropped_events() - dropped0,
         "first_run_started_s": round(starts[0], 1) if starts else None,
         "last_run_started_s": round(starts[-1], 1) if starts else None,
-        "server_objects": {"task_runs": len(fleet.task_runs(api, ids)), "artifacts": _count_artifacts(api, ids),
+        "server_objects": {"task_runs": len(task_runs), "artifacts": _count_artifacts(api, ids),
                            "log_lines": _count_logs(api, ids)},
+        "task_runs_recorded_s": recorded_s,  # after the last run ended, until every task run was final on the server
         "workers": {w.name: {"runs": after[w.name] - before[w.name],
                              "peak_rss_mib": round(sampler.peak_self[w.name] / 1024, 1),
                              "peak_rss_with_flow_runs_mib": round(sampler.peak_total[w.name] / 1024, 1),

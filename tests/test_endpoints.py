@@ -208,3 +208,33 @@ def test_schedules_page_and_can_break_midway(fake):
 ])
 def test_real_host_name_check_for_sni_overrides(sans, host, expected):
     assert hostname_matches({"subjectAltName": tuple(sans)}, host) is expected
+
+
+def test_a_keepalive_connection_the_server_closed_is_replaced_and_the_get_sent_once_more(fake):
+    # Given a server that closes the kept-alive connection as the second GET arrives on it
+    # (its idle timeout ran out as the client took the connection from its pool)
+    fake.script("/api/v2/flows", Reply(0, close=True))
+    result = checks(lab_target(fake, "genesys"), fake.env())
+    # Then the GET is sent again on a new connection and the endpoint is healthy
+    orgs, flows = result.endpoints
+    assert result.ok and flows.ok and flows.status == 200 and flows.attempts == 1
+    assert fake.count(path="/api/v2/flows") == 2
+    # ... its new connection's handshake is the one recorded (the first GET's connection was reused)
+    assert orgs.tls is not None and flows.tls is not None
+
+
+def test_a_server_that_hangs_up_on_every_get_is_sent_it_at_most_twice_and_fails(fake):
+    # The replay is once, and never on a new connection: a new connection's failure is the answer
+    fake.script("/api/v2/flows", *[Reply(0, close=True)] * 5)
+    result = checks(lab_target(fake, "genesys"), fake.env())
+    flows = result.endpoints[1]
+    assert not flows.ok and flows.error == "remote_protocol_error"
+    assert fake.count(path="/api/v2/flows") == 2
+
+
+def test_a_hang_up_on_a_new_connection_is_not_sent_again(fake):
+    fake.script("/api/v2/organizations/me", Reply(0, close=True))
+    result = checks(lab_target(fake, "genesys"), fake.env())
+    orgs = result.endpoints[0]
+    assert not orgs.ok and orgs.error == "remote_protocol_error"
+    assert fake.count(path="/api/v2/organizations/me") == 1

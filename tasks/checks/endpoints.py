@@ -124,21 +124,35 @@ class _Run:
                                       summary=f"not attempted: {refused}"), None
         last_ms: list[float] = []
         tls_ms: list[float] = []
+        events: set[str] = set()  # the trace events of the request being sent
 
         async def trace(event: str, info: Mapping[str, Any]) -> None:  # httpcore's request trace
+            events.add(event)
             if event == "connection.start_tls.started":
                 tls_ms[:] = [time.perf_counter()]
             elif event == "connection.start_tls.complete" and tls_ms:
                 tls_ms[:] = [tls_ms[0], time.perf_counter()]
+
+        async def get_once() -> httpx.Response:
+            events.clear()
+            return await self.client.get(url, headers=headers, params=params, extensions={"trace": trace})
+
+        async def get() -> httpx.Response:
+            try:
+                return await get_once()
+            except _STALE_ERRORS:
+                if not stale_keepalive(events):
+                    raise
+            # The pooled connection had been closed by the server while idle (its keep-alive
+            # timeout ran out as the request went): the GET is sent once more, on a new connection.
+            return await get_once()
 
         async def send() -> httpx.Response:
             # a slot of the host first (hostlimit): the wait is neither timed nor under the deadline
             async with limiter().slot(*host_port(url)):
                 started = time.perf_counter()
                 try:
-                    return await within_deadline(self.client.get(url, headers=headers, params=params,
-                                                                 extensions={"trace": trace}),
-                                                 total_deadline_s(self.target.timeout))
+                    return await within_deadline(get(), total_deadline_s(self.target.timeout))
                 finally:
                     last_ms.append(round((time.perf_counter() - started) * 1000, 1))
 
@@ -185,6 +199,24 @@ class _Run:
         except ProxyConfigError:
             return None
         return proxy.url if proxy is not None else None
+
+
+# What a request on a kept-alive connection meets when the server closed it while idle.
+_STALE_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def stale_keepalive(events: set[str]) -> bool:
+    """Whether a failed request went out on a reused connection and got no byte of an answer.
+
+    A server may close an idle keep-alive connection at the moment a client takes it from
+    its pool (nginx, Apache, load balancers: each has an idle timeout); the request then
+    meets a closed connection. Such a GET is sent again once on a new connection, as
+    browsers and Go's ``net/http`` do for idempotent requests. Never after a new
+    connection failed (no TCP connect or TLS handshake is ever retried), never once
+    response headers had arrived, never for the token POST.
+    """
+    return ("connection.connect_tcp.started" not in events
+            and "http11.receive_response_headers.complete" not in events)
 
 
 def _body_code(response: httpx.Response) -> str | None:

@@ -60,6 +60,9 @@ def check_host_name(host: str, what: str) -> None:
         raise UsageError(f"{what}: {exc}") from None
 
 
+MAX_TIMEOUT_S = 300.0  # per network step; a diagnosis then ends within 3x that
+
+
 def parse_resolve(items: Sequence[str]) -> dict[tuple[str, int], str]:
     """``{(host, port): first address}`` (what a connection dials)."""
     return {key: addresses[0] for key, addresses in parse_resolve_all(items).items()}
@@ -211,8 +214,10 @@ def build_run(args: Any) -> tuple[list[Endpoint], TLSPolicy, DiagnoseOptions]:
     parsed = parse_targets(args)
     resolve = parse_resolve(args.resolve)
     pins = tuple(parse_pin(p) for p in args.pin)
-    if args.timeout <= 0 or args.timeout != args.timeout:
-        raise UsageError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    if not 0 < args.timeout <= MAX_TIMEOUT_S:  # NaN fails too; inf would never give up (3x the timeout bounds a run)
+        raise UsageError(f"--timeout {args.timeout:g}: must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}")
+    if any(not text.strip() for text in args.expect_issuer):
+        raise UsageError("--expect-issuer needs a text the issuer's subject must contain (an empty one matches every chain)")
     if args.concurrency < 1:
         raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
     if args.sni is not None and not args.sni.strip():

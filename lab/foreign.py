@@ -69,6 +69,10 @@ class ServerSpec:
     dhparam: Path | None = None
     client_ca: Path | None = None
     verify_client: str | None = None
+    # Only these SNI names are served; any other (or none) gets the unrecognized_name alert
+    # (nginx: a default server with ssl_reject_handshake on). None: every name is served.
+    served_names: tuple[str, ...] | None = None
+    tls13_suites: str | None = None  # nginx's ssl_conf_command Ciphersuites (Python's ssl cannot set them)
 
 
 @dataclass(frozen=True)
@@ -398,6 +402,13 @@ def python_context(spec: ServerSpec) -> ssl.SSLContext:
     if spec.verify_client is not None and spec.client_ca is not None:
         ctx.verify_mode = ssl.CERT_OPTIONAL  # "on" is enforced after the handshake, as nginx does
         ctx.load_verify_locations(cafile=str(spec.client_ca))
+    if spec.served_names is not None:
+        served = {n.lower() for n in spec.served_names}
+
+        def only_served(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
+            return None if name is not None and name.lower() in served else ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+
+        ctx.sni_callback = only_served  # type: ignore[assignment]
     return ctx
 
 
@@ -662,6 +673,35 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
     std("private_root_and_expired", "untrusted_root", "a private CA (root sent) whose leaf expired too",
         leaf("private_root_and_expired", private, not_before=now - timedelta(days=100),
              not_after=now - timedelta(days=1)), send=1, also=("cert_expired",))
+    # A leaf key OpenSSL refuses before it builds a path (verify code 66) does not hide the trust faults.
+    weak_private = _root("Foreign Weak Private Root", "Private")
+    weak_private_ca = make_ca(weak_private, "Foreign Weak Private Issuing CA")
+    std("rsa1024_leaf_private_root", "untrusted_root", "an RSA-1024 leaf under a private CA whose root is sent",
+        leaf("rsa1024_leaf_private_root", weak_private_ca, key_type="rsa1024"), send=2, also=("weak_crypto",),
+        evidence={"verify_code": 66})
+    std("rsa1024_leaf_only", "incomplete_chain", "an RSA-1024 leaf sent alone, its issuer in no store",
+        leaf("rsa1024_leaf_only", weak_private_ca, key_type="rsa1024"), send=0, also=("weak_crypto",), no_aia=True,
+        evidence={"verify_code": 66})
+    # An expired root of the client's store: renewed (same name and key) in the reference store, or not.
+    renewed = pki.CA(cert=_sign(_builder(old_root.cert.subject, old_root.cert.subject, old_root.key.public_key(),
+                                         days=3650, not_before=now - timedelta(days=10),
+                                         not_after=now + timedelta(days=3000))
+                                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                                .add_extension(pki._ca_key_usage(), critical=True), old_root.key), key=old_root.key)
+    renewed_reference = pki.write_bundle(d / "reference-with-renewed-root.pem",
+                                         [root.cert, rsa_root.cert, renewed.cert])
+    std("expired_root_renewed", "cert_expired", "an expired root of the client's store that the reference store has "
+        "renewed", leaf("expired_root_renewed", old_issuing),
+        evidence={"whose": {"client_store"}, "successor": True})
+    cases[-1] = replace(cases[-1], reference_ca_bundle=str(renewed_reference))
+    # A server that does not serve the name asked for (nginx: ssl_reject_handshake on in the default server).
+    std("name_not_served", "sni_required", "the server serves other names only and refuses this one",
+        leaf("name_not_served"), server={"served_names": (f"served.{DOMAIN}",)},
+        evidence={"name_not_served": host("name_not_served")})
+    # TLS 1.3 only, with a suite no default client offers: no variant is accepted.
+    std("tls13_ccm_only", "cipher_mismatch", "a TLS 1.3-only server whose only suite is TLS_AES_128_CCM_SHA256",
+        leaf("tls13_ccm_only"), server={"tls_min": "1.3", "tls13_suites": "TLS_AES_128_CCM_SHA256"},
+        stacks=("nginx",))
     std("weak_and_expired", "weak_crypto", "an RSA-1024 leaf that has expired as well",
         leaf("weak_and_expired", key_type="rsa1024", not_before=now - timedelta(days=100),
              not_after=now - timedelta(days=1)), also=("cert_expired",))

@@ -65,10 +65,14 @@ CipherString = DEFAULT:@SECLEVEL=0
 def _server_block(case: Case, port: int) -> str:
     s = case.server
     protocols = " ".join(v for v in ("TLSv1.2", "TLSv1.3") if s.tls_min <= v[4:] <= s.tls_max)
-    lines = [
+    lines = []
+    if s.served_names is not None:  # the port's default server refuses every other name
+        lines += ["    server {", f"        listen {LOOPBACK}:{port} ssl default_server;",
+                  "        ssl_reject_handshake on;", "    }"]
+    lines += [
         "    server {",
         f"        listen {LOOPBACK}:{port} ssl;",
-        f"        server_name {case.host};",
+        f"        server_name {' '.join(s.served_names) if s.served_names is not None else case.host};",
         f"        ssl_certificate {s.chain};",
         f"        ssl_certificate_key {s.key};",
         f"        ssl_protocols {protocols};",
@@ -76,6 +80,8 @@ def _server_block(case: Case, port: int) -> str:
     ]
     if s.dhparam is not None:
         lines.append(f"        ssl_dhparam {s.dhparam};")
+    if s.tls13_suites is not None:
+        lines.append(f"        ssl_conf_command Ciphersuites {s.tls13_suites};")
     if s.verify_client is not None and s.client_ca is not None:
         lines += [f"        ssl_verify_client {s.verify_client};",
                   f"        ssl_client_certificate {s.client_ca};",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -86,13 +87,13 @@ def spki_pin(value: object) -> str:
 
 def positive_number(value: object) -> float:
     """A positive number (seconds, budgets); TOML's ``5`` and ``5.0`` both."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"must be a positive number, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a positive number, not {value!r}")  # TOML's inf and nan too
     return float(value)
 
 
 def non_negative_number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"must be a number >= 0, not {value!r}")
     return float(value)
 
@@ -187,7 +188,11 @@ class Resolve:
         except ValueError:
             raise ValueError(f"{text!r}: port {port_text!r} is not a number from 1 to 65535") from None
         addresses = []
-        for address in (a.strip().strip("[]") for a in address_text.split(",")):  # curl writes IPv6 as [::1]
+        for address in (a.strip() for a in address_text.split(",")):
+            if address.startswith("[") or address.endswith("]"):  # curl writes IPv6 as [::1]
+                if not (address.startswith("[") and address.endswith("]")):
+                    raise ValueError(f"{text!r}: {address!r} has an unclosed bracket (write IPv6 as [::1])")
+                address = address[1:-1]
             try:
                 addresses.append(str(ipaddress.ip_address(address)))
             except ValueError:

@@ -227,3 +227,22 @@ def test_a_refused_version_range_says_a_wider_range_failed_only_when_that_probe_
                                          client_cert_supplied=False)
     assert verdict.cause is Cause.PROTOCOL_VERSION_MISMATCH
     assert said in verdict.summary
+
+
+def test_cipher_mismatch_advice_claims_only_what_a_probe_showed():
+    from cxhealth.tasks.tls.model import Cause
+    from cxhealth.tasks.tls.remediation import Facts, remediation_for
+
+    # no variant accepted: nothing is known of the server's versions or suites
+    unknown = " ".join(remediation_for(Cause.CIPHER_MISMATCH, Facts(host="api.example.com")))
+    assert "does not offer" not in unknown and "share no suite" not in unknown and "TLS 1.3 suites" in unknown
+    # a TLS 1.0-only server met with every cipher allowed: the server must move to TLS 1.2, and no
+    # cipher or security-level change on the client is offered as the fix
+    old = remediation_for(Cause.CIPHER_MISMATCH, Facts(host="api.example.com", tls_min="1.0", details={
+        "server_cipher": "ECDHE-RSA-AES256-SHA", "server_version": "TLSv1"}))
+    assert len(old) == 1 and "enable TLS 1.2" in old[0] and "add one suite" not in old[0]
+    # a TLS 1.2 server whose suites the client excludes, the client allowing 1.3: the server lacks 1.3 (shown)
+    tls12 = remediation_for(Cause.CIPHER_MISMATCH, Facts(host="api.example.com", details={
+        "server_cipher": "AES128-SHA", "server_version": "TLSv1.2"}))
+    assert any("negotiated TLSv1.2 even with every version allowed" in s for s in tls12)
+    assert not any("Allow TLS 1.3" in s for s in tls12)

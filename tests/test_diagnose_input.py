@@ -174,3 +174,26 @@ def test_a_bad_command_line_with_resolve_pairs_is_refused_as_before(argv, needle
     code, out, err = run_cli(*argv)
     assert code == 2 and out == ""
     assert needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--timeout", "inf"], "at most 300"),        # would never give up on a silent server
+    (["--timeout", "1e9"], "at most 300"),
+    (["--timeout", "nan"], "above 0"),
+    (["--expect-issuer", ""], "--expect-issuer needs a text"),  # an empty text matches every chain
+    (["--expect-issuer", "  "], "--expect-issuer needs a text"),
+    (["--resolve", "api.example.com:443:[::1"], "unclosed bracket"),
+    (["--resolve", "api.example.com:443:::1]"], "unclosed bracket"),
+])
+def test_options_that_would_hang_or_match_everything_are_refused(argv, needle):
+    code, out, err = run_cli("diagnose", "https://api.example.com", *argv)
+    assert code == 2 and out == ""
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_largest_timeout_is_still_accepted():
+    from cxhealth.cli.diagnose import MAX_TIMEOUT_S, build_run
+    from cxhealth.cli.main import _build_parser
+
+    args = _build_parser().parse_args(["diagnose", "https://api.example.com", "--timeout", str(MAX_TIMEOUT_S)])
+    assert build_run(args)[1].timeout == MAX_TIMEOUT_S

@@ -32,13 +32,17 @@ pytestmark = pytest.mark.slow
 
 
 def _diagnose_all(lab: ForeignLab, ports: dict[str, int]) -> dict[str, dict]:
-    cases = [c for c in lab.cases if c.name in ports]
-    endpoints = [Endpoint(host=c.host, port=ports[c.name], address="127.0.0.1") for c in cases]
-    policies = [TLSPolicy(ca_bundle=c.ca_bundle, client_cert=c.client_cert, client_key=c.client_key, timeout=5)
-                for c in cases]
-    options = DiagnoseOptions(reference_ca_bundle=cases[0].reference_ca_bundle)
-    found = asyncio.run(diagnose_many(endpoints, TLSPolicy(), options, policies=policies, concurrency=16))
-    return {c.name: d.to_dict() for c, d in zip(cases, found)}
+    out: dict[str, dict] = {}
+    served = [c for c in lab.cases if c.name in ports]
+    for reference in dict.fromkeys(c.reference_ca_bundle for c in served):  # one run per reference store
+        cases = [c for c in served if c.reference_ca_bundle == reference]
+        endpoints = [Endpoint(host=c.host, port=ports[c.name], address="127.0.0.1") for c in cases]
+        policies = [TLSPolicy(ca_bundle=c.ca_bundle, client_cert=c.client_cert, client_key=c.client_key, timeout=5)
+                    for c in cases]
+        options = DiagnoseOptions(reference_ca_bundle=reference)
+        found = asyncio.run(diagnose_many(endpoints, TLSPolicy(), options, policies=policies, concurrency=16))
+        out.update({c.name: d.to_dict() for c, d in zip(cases, found)})
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +111,11 @@ CASE_NAMES = [
     "expired_root_in_client_store",
     "other_host_and_expired",
     "private_root_and_expired",
+    "rsa1024_leaf_private_root",
+    "rsa1024_leaf_only",
+    "expired_root_renewed",
+    "name_not_served",
+    "tls13_ccm_only",
     "weak_and_expired",
 ]  # kept in step with lab/foreign.py's build_cases (tested below)
 
@@ -134,6 +143,17 @@ def _contradictions(case: Case, doc: dict) -> list[str]:
         out.append("advises allowing TLS 1.3, which the default policy allows")
     if doc["cause"] == "weak_crypto" and any("@SECLEVEL" in s and "Do not" not in s for s in steps):
         out.append("advises lowering the security level")
+    if doc["cause"] == "cert_expired":
+        unrenewed = [e for e in ev.get("expired", []) if e["whose"] == "client_store"
+                     and not e.get("successor_in_reference_store")]
+        if unrenewed and any("holds its renewed copy" in s for s in steps):
+            out.append(f"says a renewed root exists that no store holds: {steps}")
+    if doc["cause"] == "sni_required" and doc["target"]["sni"] == doc["target"]["host"] and \
+            any(s.startswith("Send SNI") for s in steps):
+        out.append(f"asks to send the SNI that was sent: {steps}")
+    if doc["cause"] == "cipher_mismatch" and not ev.get("server_cipher") and \
+            any("does not offer" in s or "share no suite" in s for s in steps):
+        out.append(f"claims what the server offers although no variant was accepted: {steps}")
     for text in [doc["summary"], *steps, *(w["message"] for w in doc["warnings"])]:
         if len(text) > MAX_TEXT:
             out.append(f"a text of {len(text)} characters")
@@ -169,6 +189,8 @@ def _check_expected_evidence(case: Case, doc: dict) -> None:
             assert len(ev["expired"]) == want, ev["expired"]
         elif key == "whose":
             assert {e["whose"] for e in ev["expired"]} == want, ev["expired"]
+        elif key == "successor":
+            assert [e.get("successor_in_reference_store") for e in ev["expired"]] == [want], ev["expired"]
         else:
             assert ev.get(key) == want, (key, ev.get(key))
     if case.cause in ("weak_crypto", "invalid_chain"):
@@ -219,7 +241,12 @@ def test_every_expired_certificate_is_named_with_whose_it_is(results):
     assert "the server operator must renew" in " ".join(both["remediation"])
     store = results["python"]["expired_root_in_client_store"]
     assert store["evidence"]["expired"][0]["whose"] == "client_store"
-    assert "client's trust store" in store["remediation"][0]
+    # no store holds a re-issue of that root: the server must re-chain, a store update cannot help
+    assert store["evidence"]["expired"][0]["successor_in_reference_store"] is False
+    assert "the server operator must move to a chain under a current root" in store["remediation"][0]
+    renewed = results["python"]["expired_root_renewed"]
+    assert renewed["evidence"]["expired"][0]["successor_not_after"]
+    assert "update the client's trust store" in renewed["remediation"][0]
 
 
 def test_a_known_bad_root_the_client_trusts_is_a_warning_that_says_remove_it(results):
@@ -286,10 +313,14 @@ def test_one_bad_target_never_costs_another_its_line(foreign, tmp_path):
 
 
 @pytest.mark.parametrize("name", [n for n in CASE_NAMES])
-def test_a_naive_client_fails_exactly_where_the_case_says(foreign, name):
+def test_a_naive_client_fails_exactly_where_the_case_says(foreign, results, name):
     """trustme-style: each failing case fails a plain verified client (and each healthy one does not)."""
     case = foreign.case(name)
-    port = foreign.serve_python()[name]
+    if "python" in case.stacks:
+        port = foreign.serve_python()[name]
+    else:
+        _need_nginx(results)
+        port = results["nginx_ports"][name]
     ctx = ssl.create_default_context(cafile=case.ca_bundle)
     if case.client_cert:
         ctx.load_cert_chain(case.client_cert, case.client_key)

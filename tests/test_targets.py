@@ -127,6 +127,8 @@ def test_explicit_urls_override_the_region():
     (GENESYS + 'tls_min = "1.3"\ntls_max = "1.2"\n', ["tls_min", "1.3"]),
     (GENESYS + 'tls_max = "1.4"\n', ["tls", "1.4"]),
     (GENESYS + 'timeout = "soon"\n', ["timeout", "positive number"]),
+    (GENESYS + 'timeout = inf\n', ["timeout", "positive number", "inf"]),  # TOML floats: would never give up
+    (GENESYS + 'timeout = nan\n', ["timeout", "positive number", "nan"]),
     (GENESYS + 'endpoints = ["api/v2/x"]\n', ["endpoints", "'/'"]),
     (GENESYS + 'pins = ["abc"]\n', ["pins", "sha256/"]),
     (GENESYS + 'ca_bundle = "missing.pem"\n', ["ca_bundle", "does not exist"]),

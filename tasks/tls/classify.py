@@ -156,6 +156,7 @@ class ChainFacts:
     fetched: tuple[x509.Certificate, ...] = ()
     aia: tuple[dict[str, Any], ...] = ()
     aia_enabled: bool = True
+    reference_store: ch.TrustStore | None = field(default=None, compare=False)  # for a renewed root's successor
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -212,6 +213,11 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
     msg = first.verify_message or "certificate verify failed"
     entry = table.verify_entry(code)
     trust_applies = code in table.TRUST_CODES or entry is None
+    # OpenSSL judges the server's own key before it builds any path (X509_verify_cert: a leaf key
+    # below the security level stops it with code 66 at once): the chain's trust is then unknown
+    # to OpenSSL, and the stores' path building is the only evidence of it (contract §1: trust,
+    # group 4, comes before the rules, group 5).
+    trust_unknown = trust_applies or code in table.CHECKED_BEFORE_PATH
     faults: list[Fault] = []
     unanalysed: list[str] = []
 
@@ -231,7 +237,7 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
         return _hostname_faults(facts, host, code)
 
     def trust() -> list[Fault]:
-        return _trust_faults(facts, code, msg) if trust_applies else []
+        return _trust_faults(facts, code, msg) if trust_unknown else []
 
     def weak_crypto() -> list[Fault]:
         return _weak_faults(path, anchor, security_level, code)
@@ -667,8 +673,14 @@ def _time_faults(facts: ChainFacts, now: datetime, code: int | None) -> list[Fau
             whose = "client_store" if (c is anchor or c in from_store) and c not in facts.certs else "server"
             role = "the leaf" if c is facts.leaf else ("the root in the client's store" if whose == "client_store"
                                                       else "a CA the server sends")
-            items.append({"certificate": _subject(c), "name": _cn(c), "not_after": ch.not_after(c).isoformat(),
-                          "whose": whose, "role": role, "is_ca": ch.is_ca(c)})
+            item = {"certificate": _subject(c), "name": _cn(c), "not_after": ch.not_after(c).isoformat(),
+                    "whose": whose, "role": role, "is_ca": ch.is_ca(c)}
+            if whose == "client_store":
+                successor = _successor(facts.reference_store, c, now)
+                item["successor_in_reference_store"] = successor is not None
+                if successor is not None:
+                    item["successor_not_after"] = ch.not_after(successor).isoformat()
+            items.append(item)
         first = expired[0]
         named = "; ".join(f"{i['name']!r} ({i['role']}) expired on {_when(ch.not_after(c), now)}"
                           for i, c in zip(items[:5], expired[:5]))
@@ -689,6 +701,18 @@ def _time_faults(facts: ChainFacts, now: datetime, code: int | None) -> list[Fau
                          {"future_subject": f"the certificate {_subject(c)!r}",
                           "not_before": ch.not_before(c).isoformat(), "local_clock": now.isoformat()}))
     return out
+
+
+def _successor(store: ch.TrustStore | None, expired: x509.Certificate, now: datetime) -> x509.Certificate | None:
+    """A valid re-issue of an expired store certificate in the reference store: same subject, same key
+    (what a CA's renewed root is, so the chain under it verifies once the client's store has it)."""
+    if store is None:
+        return None
+    pin = ch.spki_pin(expired)
+    for c in store.by_subject.get(expired.subject, []):
+        if c != expired and ch.not_before(c) <= now <= ch.not_after(c) and ch.spki_pin(c) == pin:
+            return c
+    return None
 
 
 # -- group 7: pins ------------------------------------------------------------------------
@@ -797,6 +821,15 @@ def classify_handshake_failure(first: ProbeResult, probes: Sequence[ProbeResult]
                        "SNI, ciphers or versions were offered: something on the path drops the ClientHello.")
     if mapped is Cause.SNI_REQUIRED:
         sent = first.settings.get("sni")
+        refused_right = sent == host or (sni is not None and not sni.ok)
+        if refused_right and not is_ip(host):
+            # The right name itself is refused: the server does not serve it (a typo, another
+            # environment or region, or a name its configuration lacks), not a missing SNI.
+            tried = f"{sent!r}" if sent == host else (f"{sent!r}, and {host!r} too" if sent else f"none, and {host!r} too")
+            return verdict(Cause.SNI_REQUIRED,
+                           f"The server refuses the handshake for the name {host!r} ({reason}; SNI sent: {tried}): "
+                           "it is not configured to serve this host name.",
+                           {"sent_sni": sent, "name_not_served": host})
         if sent is None:
             return verdict(Cause.SNI_REQUIRED,
                            f"The server rejects a handshake without SNI ({reason}): it needs the host name in the "

@@ -309,7 +309,8 @@ async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime)
     p_ref = ch.build_path(leaf, sent, reference)
     fetched: list = []
     aia_records: list[dict[str, Any]] = []
-    if options.aia and not p_client.complete and not p_ref.complete and first.verify_code in cl.V_CHAIN_CODES:
+    if options.aia and not p_client.complete and not p_ref.complete and \
+            (first.verify_code in cl.V_CHAIN_CODES or first.verify_code in table.CHECKED_BEFORE_PATH):
         top = p_client.stopped_at or certs[-1]
         for _ in range(AIA_MAX_HOPS):
             urls = ch.aia_ca_issuers(top)
@@ -336,7 +337,7 @@ async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime)
                 break
             top = issuer
     facts = cl.ChainFacts(certs=certs, client=p_client, reference=p_ref, fetched=tuple(fetched),
-                          aia=tuple(aia_records), aia_enabled=options.aia)
+                          aia=tuple(aia_records), aia_enabled=options.aia, reference_store=reference)
     verdict = cl.classify_verify_failure(first, facts, host=endpoint.verify_name, now=now,
                                          expect_issuers=options.expect_issuers, pins=options.pins,
                                          security_level=_security_level(policy))

@@ -139,6 +139,9 @@ VERIFY_CODES: dict[int, VerifyCode] = {
 #: Codes whose only meaning is "no anchor was reached": OpenSSL reports them while
 #: building the chain, before any rule, time or name check.
 TRUST_CODES = frozenset(c for c, v in VERIFY_CODES.items() if v.cause == TRUST)
+# Codes OpenSSL reports before it builds the chain (X509_verify_cert checks the leaf's key first):
+# such a code says nothing about whether the chain reaches a trusted root.
+CHECKED_BEFORE_PATH = frozenset({66})
 
 
 #: ssl.SSLError.reason -> cause or family. Reasons are OpenSSL 3.0's SSL_R_* names

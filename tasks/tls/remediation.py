@@ -135,8 +135,25 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
                     "Check the server's TLS configuration (certificate, key, ciphers, groups) against the client's "
                     f"policy (TLS {facts.tls_min}–{facts.tls_max}, the cipher string under test).")
         chosen = facts.get("server_cipher")
+        version = facts.get("server_version")
+        if not chosen:
+            # No variant was accepted: what the server offers is not known, so nothing is claimed about it.
+            steps = [f"No ClientHello variant tried was accepted (the client's settings, every cipher, every version from "
+                     f"TLS 1.0 to 1.3): compare the server's TLS configuration with the client's — its TLS 1.3 suites and "
+                     f"TLS 1.2 ciphers, its key-exchange groups, its signature algorithms and its certificate's key type "
+                     f"(a curve or key the client does not support) — e.g. with `openssl s_client -connect {target} "
+                     f"-servername {h}` and the server's TLS logs."]
+            if facts.tls_max != "1.3":
+                steps.append("Allow TLS 1.3 in the client as well (tls_max = \"1.3\"), so that a server which "
+                             "also speaks TLS 1.3 can be met on it.")
+            return tuple(steps)
+        if version in ("TLSv1", "TLSv1.1"):
+            return (f"The server only negotiates {version} with {chosen} (CBC suites of a deprecated version, RFC 8996), "
+                    "which the client refuses: the server must enable TLS 1.2 with ECDHE and AES-GCM (e.g. "
+                    "ECDHE-RSA-AES128-GCM-SHA256). Lowering the client's minimum is not enough: OpenSSL's default "
+                    "security level also refuses TLS 1.0/1.1, and lowering it is unsafe.",)
         steps = ["The client's TLS 1.2 cipher list and the server's share no suite"
-                 + (f" (with every cipher allowed the server chose {chosen})" if chosen else "") + ": "
+                 + f" (with every cipher allowed the server chose {chosen}" + (f" on {version}" if version else "") + "): "
                  "prefer fixing the server to offer ECDHE with AES-GCM (e.g. ECDHE-RSA-AES128-GCM-SHA256), "
                  "or add one suite the server accepts to the client's cipher string."]
         if platform == "nice":
@@ -144,15 +161,20 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
                          "client's cipher string includes them (the default ECDHE+AESGCM does).")
         if facts.tls_max != "1.3":
             steps.append("Allow TLS 1.3 in the client (tls_max = \"1.3\"): its suites are fixed and cannot mismatch this way.")
-        else:
-            steps.append("The client already allows TLS 1.3 and the server does not offer it: enabling TLS 1.3 on the "
-                         "server removes this kind of mismatch (its suites are fixed).")
+        elif version and version != "TLSv1.3":
+            steps.append(f"The client already allows TLS 1.3 and the server negotiated {version} even with every version "
+                         "allowed: enabling TLS 1.3 on the server removes this kind of mismatch.")
         return tuple(steps)
     if cause is Cause.SNI_REQUIRED and is_ip(h):
         return ("The server needs a host name as SNI, and a client that connects to an IP address sends none: connect "
                 "by the server's DNS name (use --resolve / a hosts entry to pin the address), or set server_hostname "
                 "(cxhealth: --sni NAME) to the name the server expects.",
                 "If a proxy or load balancer sits in between, make it preserve the original SNI and Host header.")
+    if cause is Cause.SNI_REQUIRED and facts.get("name_not_served"):
+        return (f"The server does not serve {h}: check the host name (a typo, another environment or region of the "
+                "service), or have the server configured for it (nginx server_name, the load balancer's listener "
+                "certificates and host rules).",
+                "If a proxy or load balancer sits in between, make sure it routes this name to the right backend.")
     if cause is Cause.SNI_REQUIRED:
         return (f"Send SNI: set server_hostname to the exact host name ({h}) in the client's TLS context; never send an "
                 "IP address or leave SNI empty (legacy middleware does).",
@@ -175,10 +197,19 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         steps = []
         server_side = [e for e in expired if e.get("whose") == "server"]
         client_side = [e for e in expired if e.get("whose") == "client_store"]
-        if client_side:
-            names = ", ".join(repr(e.get("name")) for e in client_side[:4])
-            steps.append(f"The client's trust store holds the expired root {names}: update the client's trust store "
-                         "(a current store has its successor) and remove the expired certificate.")
+        renewed = [e for e in client_side if e.get("successor_in_reference_store")]
+        gone = [e for e in client_side if not e.get("successor_in_reference_store")]
+        if renewed:
+            names = ", ".join(repr(e.get("name")) for e in renewed[:4])
+            steps.append(f"The client's trust store holds the expired root {names}, and the reference store holds its "
+                         "renewed copy (same name and key, valid now): update the client's trust store and remove the "
+                         "expired certificate.")
+        if gone:
+            names = ", ".join(repr(e.get("name")) for e in gone[:4])
+            steps.append(f"The chain ends at the expired root {names} of the client's store, and no store given holds a "
+                         "valid re-issue of it: the server operator must move to a chain under a current root (its CA's "
+                         "new or cross-signed intermediate); updating the client's store helps only if the CA re-issued "
+                         "that root.")
         if server_side:
             names = ", ".join(f"{e.get('name')!r} ({e.get('role')})" for e in server_side[:4])
             steps.append(f"The server's chain has expired certificate(s): {names}: the server operator must renew "

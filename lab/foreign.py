@@ -602,6 +602,31 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
         leaf("aia_then_unknown_root", aia_private, aia_url=url_private), send=0,
         evidence={"missing_issuer": "CN=Foreign AIA Private Issuing CA,O=Foreign Trust",
                   "unfound_issuer": "CN=Foreign Lost Private Root,O=Foreign Private IT"})
+    # The omitted issuer is in the client's own bundle (no AIA): found there, then the chain stops again.
+    with_private_ca = pki.write_bundle(d / "client-store-with-private-ca.pem",
+                                       [root.cert, rsa_root.cert, old_root.cert, aia_private.cert])
+    std("store_intermediate_unknown_root", "incomplete_chain",
+        "the leaf alone; the client's bundle holds its issuer, whose (private) root is in no store; no AIA",
+        leaf("store_intermediate_unknown_root", aia_private), send=0, no_aia=True, ca_bundle=with_private_ca,
+        evidence={"intermediate_source": "client CA bundle",
+                  "unfound_issuer": "CN=Foreign Lost Private Root,O=Foreign Private IT"})
+    # Two intermediates missing, each published at its child's AIA URL: the server must send both.
+    hop1 = make_ca(root, "Foreign AIA Hop 1 CA", path_length=1)
+    url_hop1 = aia.publish("foreign-aia-hop1.cer", hop1.cert.public_bytes(serialization.Encoding.DER),
+                           "application/pkix-cert")
+    hop2 = make_ca(hop1, "Foreign AIA Hop 2 CA", extra=[(x509.AuthorityInformationAccess([x509.AccessDescription(
+        AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url_hop1))]), False)])
+    url_hop2 = aia.publish("foreign-aia-hop2.cer", hop2.cert.public_bytes(serialization.Encoding.DER),
+                           "application/pkix-cert")
+    std("aia_two_hops", "incomplete_chain", "the leaf alone; AIA supplies its issuer, then that issuer's issuer",
+        leaf("aia_two_hops", hop2, aia_url=url_hop2), send=0,
+        evidence={"missing_intermediates": ["CN=Foreign AIA Hop 2 CA,O=Foreign Trust",
+                                            "CN=Foreign AIA Hop 1 CA,O=Foreign Trust"]})
+    # An AIA URL that answers with a certificate, but not the issuer.
+    url_wrong = aia.publish("foreign-aia-wrong.cer", der, "application/pkix-cert")
+    std("aia_wrong_certificate", "incomplete_chain", "the leaf alone; its AIA URL serves another CA's certificate",
+        leaf("aia_wrong_certificate", make_ca(root, "Foreign Misfiled CA"), aia_url=url_wrong), send=0,
+        evidence={"issuer_found": False, "aia_fetch": "wrong_certificate"})
     std("leaf_only_no_aia", "incomplete_chain", "the leaf alone, no AIA, the intermediate in no store",
         leaf("leaf_only_no_aia", make_ca(root, "Foreign Unpublished CA")), send=0,
         evidence={"issuer_found": False})
@@ -690,9 +715,9 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
                                 .add_extension(pki._ca_key_usage(), critical=True), old_root.key), key=old_root.key)
     renewed_reference = pki.write_bundle(d / "reference-with-renewed-root.pem",
                                          [root.cert, rsa_root.cert, renewed.cert])
-    std("expired_root_renewed", "cert_expired", "an expired root of the client's store that the reference store has "
-        "renewed", leaf("expired_root_renewed", old_issuing),
-        evidence={"whose": {"client_store"}, "successor": True})
+    std("expired_root_renewed", "stale_trust_store", "an expired root of the client's store that the reference store "
+        "has renewed (the chain validates against the reference store only)", leaf("expired_root_renewed", old_issuing),
+        also=("cert_expired",), evidence={"anchor": "CN=Foreign Old Root,O=Foreign Trust"})
     cases[-1] = replace(cases[-1], reference_ca_bundle=str(renewed_reference))
     # A server that does not serve the name asked for (nginx: ssl_reject_handshake on in the default server).
     std("name_not_served", "sni_required", "the server serves other names only and refuses this one",

@@ -34,12 +34,12 @@ pytestmark = pytest.mark.slow
 def _diagnose_all(lab: ForeignLab, ports: dict[str, int]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     served = [c for c in lab.cases if c.name in ports]
-    for reference in dict.fromkeys(c.reference_ca_bundle for c in served):  # one run per reference store
-        cases = [c for c in served if c.reference_ca_bundle == reference]
+    for reference, no_aia in dict.fromkeys((c.reference_ca_bundle, c.no_aia) for c in served):  # one run per options
+        cases = [c for c in served if (c.reference_ca_bundle, c.no_aia) == (reference, no_aia)]
         endpoints = [Endpoint(host=c.host, port=ports[c.name], address="127.0.0.1") for c in cases]
         policies = [TLSPolicy(ca_bundle=c.ca_bundle, client_cert=c.client_cert, client_key=c.client_key, timeout=5)
                     for c in cases]
-        options = DiagnoseOptions(reference_ca_bundle=reference)
+        options = DiagnoseOptions(reference_ca_bundle=reference, aia=not no_aia)
         found = asyncio.run(diagnose_many(endpoints, TLSPolicy(), options, policies=policies, concurrency=16))
         out.update({c.name: d.to_dict() for c, d in zip(cases, found)})
     return out
@@ -90,6 +90,9 @@ CASE_NAMES = [
     "aia_pem",
     "aia_p7c",
     "aia_then_unknown_root",
+    "store_intermediate_unknown_root",
+    "aia_two_hops",
+    "aia_wrong_certificate",
     "leaf_only_no_aia",
     "leaf_only_aia_404",
     "bad_root_superfish",
@@ -244,9 +247,24 @@ def test_every_expired_certificate_is_named_with_whose_it_is(results):
     # no store holds a re-issue of that root: the server must re-chain, a store update cannot help
     assert store["evidence"]["expired"][0]["successor_in_reference_store"] is False
     assert "the server operator must move to a chain under a current root" in store["remediation"][0]
+    # renewed in the reference store: the chain validates there, not against the client's store (group 4
+    # before group 6), and the fix is the store's
     renewed = results["python"]["expired_root_renewed"]
-    assert renewed["evidence"]["expired"][0]["successor_not_after"]
-    assert "update the client's trust store" in renewed["remediation"][0]
+    assert renewed["cause"] == "stale_trust_store" and renewed["evidence"]["also"] == ["cert_expired"]
+    assert "Foreign Old Root" in renewed["summary"] and "out of date" in renewed["remediation"][0]
+
+
+def test_every_missing_intermediate_is_named_and_a_wrong_aia_answer_is_said(results):
+    hops = results["python"]["aia_two_hops"]
+    assert "Foreign AIA Hop 2 CA,O=Foreign Trust, then CN=Foreign AIA Hop 1 CA" in hops["remediation"][0]
+    assert len(hops["evidence"]["aia_urls"]) == 2 and "intermediates fetched via AIA" in hops["summary"]
+    store = results["python"]["store_intermediate_unknown_root"]
+    assert "AIA supplied" not in store["summary"] and "client CA bundle holds" in store["summary"]
+    assert "disabled (--no-aia)" in store["summary"]
+    wrong = results["python"]["aia_wrong_certificate"]
+    assert "no certificate that signs it" in wrong["summary"]
+    assert not any("could not be fetched" in s or "download it" in s for s in wrong["remediation"])
+    assert any("the CA's AIA URL is wrong" in s for s in wrong["remediation"])
 
 
 def test_a_known_bad_root_the_client_trusts_is_a_warning_that_says_remove_it(results):

@@ -44,6 +44,7 @@ V_EMAIL = 63
 V_SELF_SIGNED_LEAF = 18
 V_CHAIN_CODES = table.TRUST_CODES
 
+AIA_NAMES = 5  # intermediates / URLs named in evidence at most
 WEAK_HASHES = frozenset({"sha1", "md5", "md2", "md4"})
 
 # OpenSSL's security levels (SSL_CTX_set_security_level(3)): the minimum security bits.
@@ -237,7 +238,9 @@ def classify_verify_failure(first: ProbeResult, facts: ChainFacts, *, host: str,
         return _hostname_faults(facts, host, code)
 
     def trust() -> list[Fault]:
-        return _trust_faults(facts, code, msg) if trust_unknown else []
+        if trust_unknown:
+            return _trust_faults(facts, code, msg)
+        return _stale_by_validity(facts, now, code, msg)
 
     def weak_crypto() -> list[Fault]:
         return _weak_faults(path, anchor, security_level, code)
@@ -424,6 +427,31 @@ def _trust_faults(facts: ChainFacts, code: int | None, msg: str) -> list[Fault]:
     return faults or [_incomplete_unfound(facts, sent_top, top, code)]
 
 
+def _stale_by_validity(facts: ChainFacts, now: datetime, code: int | None, msg: str) -> list[Fault]:
+    """The client's path reaches a root it trusts but runs through a certificate out of its validity
+    (a root of its store that expired, an expired cross-sign), while the reference store's path is
+    valid throughout (a renewed or newer root): the chain validates against the reference store and
+    not the client's, so the client's store is out of date (contract §1, group 4); the expired
+    certificate is a time fault beside it (group 6, in evidence.also)."""
+    ref, client = facts.reference, facts.client
+    if ref is None or not ref.complete or ref.anchor is None or client is None:
+        return []
+    ref_chain = list(ref.path) + [ref.anchor]
+    if any(not ch.not_before(c) <= now <= ch.not_after(c) for c in ref_chain):
+        return []
+    outside = [c for c in facts.client_path() if not ch.not_before(c) <= now <= ch.not_after(c) and c not in ref_chain]
+    if not outside:
+        return []
+    anchor = ch.name_text(ref.anchor.subject)
+    return [Fault(Cause.STALE_TRUST_STORE,
+                  f"The chain verifies against the up-to-date reference store (root {anchor!r}) but not against the "
+                  f"client's store, whose path runs through {_cn(outside[0])!r}, "
+                  f"{'expired' if ch.not_after(outside[0]) < now else 'not valid yet'} on "
+                  f"{_when(ch.not_after(outside[0]) if ch.not_after(outside[0]) < now else ch.not_before(outside[0]), now)}; "
+                  f"OpenSSL verify code {code}: {msg}.",
+                  {"anchor": anchor, "client_path_invalid_at": _subject(outside[0])})]
+
+
 def _path_reaches(path: ch.PathResult | None, anchor: x509.Certificate) -> bool:
     return path is not None and path.anchor is not None and path.anchor == anchor
 
@@ -442,16 +470,22 @@ def _incomplete(facts: ChainFacts, path: ch.PathResult, code: int | None) -> Fau
     missing = [c for c in path.path if c not in facts.certs]
     anchor = ch.name_text(path.anchor.subject) if path.anchor is not None else None
     urls = [r["url"] for r in facts.aia if r.get("ok")]
+    names = [ch.name_text(c.subject) for c in missing] or [ch.name_text(sent_top.issuer)]
+    several = len(names) > 1
     if path.used_fetched:
-        how = f"with the intermediate fetched via AIA ({clip(urls[0], 300) if urls else '?'})"
+        how = (f"with the {'intermediates' if several else 'intermediate'} fetched via AIA "
+               f"({clip('; '.join(urls) if urls else '?', 300)})")
     else:
-        how = f"with the intermediate that the {path.store} holds ({clip(', '.join(_cn(c) for c in missing) or '?', 300)})"
+        how = (f"with the {'intermediates' if several else 'intermediate'} that the {path.store} holds "
+               f"({clip(', '.join(_cn(c) for c in missing) or '?', 300)})")
     return Fault(Cause.INCOMPLETE_CHAIN,
                  f"The server sent {len(facts.certs)} certificate(s), stopping at {_cn(sent_top)!r} without its issuer "
                  f"{ch.name_text(sent_top.issuer)!r}; {how}, the chain completes to the root {anchor!r}: the server "
-                 f"omits an intermediate; OpenSSL verify code {code}.",
+                 f"omits {'these intermediates' if several else 'an intermediate'}; OpenSSL verify code {code}.",
                  {"missing_issuer": ch.name_text(sent_top.issuer), "issuer_found": True,
+                  "missing_intermediates": [clip(n, 500) for n in names[:AIA_NAMES]],
                   "aia_url": urls[0] if (urls and path.used_fetched) else None,
+                  "aia_urls": urls[:AIA_NAMES] if path.used_fetched else [],
                   "intermediate_source": "aia" if path.used_fetched else path.store, "anchor": anchor})
 
 
@@ -460,35 +494,42 @@ def _incomplete_unfound(facts: ChainFacts, sent_top: x509.Certificate, top: x509
     """Contract §1: a chain that stops at a certificate whose issuer the server did not send is
     incomplete, whether or not the issuer could be found; here it could not (or only partly)."""
     urls = ch.aia_ca_issuers(top)
-    tried = [r for r in facts.aia]
+    last = facts.aia[-1] if facts.aia else None  # the fetch (or the fetch not made) for top's issuer
+    wrong = last is not None and str(last.get("error") or "").startswith("the answer holds no certificate")
     if not facts.aia_enabled:
         why = "AIA fetching is disabled (--no-aia)"
-    elif tried:
-        why = "its AIA URL did not supply it" if not any(r.get("ok") for r in tried) else \
-            "AIA supplied part of the chain but not its root"
+    elif last is not None and last.get("not_fetched"):
+        why = f"its AIA URL was not fetched: {last['not_fetched']}"
+    elif last is not None and not last.get("ok"):
+        why = ("its AIA URL answers, but with no certificate that signs it" if wrong else
+               f"fetching its AIA URL failed ({clip(str(last.get('error') or last.get('status') or 'no answer'), 200)})")
     elif urls:
         why = "its AIA URL was not fetched"
     else:
         why = "the certificate names no AIA URL and no store holds it"
+    unfetched = {"aia_url_unfetched": clip(urls[0], 500) if urls else None,
+                 "aia_fetch": ("wrong_certificate" if wrong else "not_fetched" if last is None or last.get("not_fetched")
+                               else "failed") if urls and facts.aia_enabled else None}
     what = "only its leaf" if sent_top is facts.leaf and len(facts.certs) == 1 else f"{len(facts.certs)} certificate(s)"
     if top is not sent_top:
-        # AIA supplied the issuer the server omitted (and maybe more), then the path stops again:
-        # the server must send what AIA found; what is above it could be found nowhere.
+        # AIA or a store supplied the issuer the server omitted (and maybe more), then the path stops
+        # again: the server must send what was found; what is above it could be found nowhere.
         missing, unfound = ch.name_text(sent_top.issuer), ch.name_text(top.issuer)
+        from_aia = any(c in facts.fetched for c in facts.client_path())
+        source = "AIA" if from_aia else f"the {facts.client.store if facts.client is not None else 'store'}"
         return Fault(Cause.INCOMPLETE_CHAIN,
-                     f"The server sent {what}, stopping at {_cn(sent_top)!r} without its issuer {missing!r}, which AIA "
-                     f"supplied; the chain then stops at {_cn(top)!r}, whose issuer {unfound!r} could not be found "
-                     f"({why}); OpenSSL verify code {code}.",
+                     f"The server sent {what}, stopping at {_cn(sent_top)!r} without its issuer {missing!r}, which "
+                     f"{'AIA supplied' if from_aia else source + ' holds'}; the chain then stops at {_cn(top)!r}, whose "
+                     f"issuer {unfound!r} could not be found ({why}); OpenSSL verify code {code}.",
                      {"missing_issuer": missing, "issuer_found": True, "unfound_issuer": unfound,
+                      "intermediate_source": "aia" if from_aia else (facts.client.store if facts.client else None),
                       "aia_url": next((r.get("url") for r in facts.aia if r.get("ok")), None),
-                      "sent_top_is_ca": ch.is_ca(sent_top)})
+                      "sent_top_is_ca": ch.is_ca(sent_top), **unfetched})
     missing = ch.name_text(top.issuer)
     return Fault(Cause.INCOMPLETE_CHAIN,
                  f"The server sent {what}, stopping at {_cn(sent_top)!r}, without its issuer {missing!r}, which "
                  f"could not be found either ({why}); OpenSSL verify code {code}.",
-                 {"missing_issuer": missing, "issuer_found": False,
-                  "aia_url_unfetched": clip(urls[0], 500) if urls else None,
-                  "sent_top_is_ca": ch.is_ca(sent_top)})
+                 {"missing_issuer": missing, "issuer_found": False, "sent_top_is_ca": ch.is_ca(sent_top), **unfetched})
 
 
 # -- group 5: rules ------------------------------------------------------------------------

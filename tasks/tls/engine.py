@@ -312,9 +312,14 @@ async def _diagnose_verify_failure(run: _Run, first: ProbeResult, now: datetime)
     if options.aia and not p_client.complete and not p_ref.complete and \
             (first.verify_code in cl.V_CHAIN_CODES or first.verify_code in table.CHECKED_BEFORE_PATH):
         top = p_client.stopped_at or certs[-1]
-        for _ in range(AIA_MAX_HOPS):
+        for hop in range(AIA_MAX_HOPS + 1):
             urls = ch.aia_ca_issuers(top)
-            if not urls or run.remaining() < 0.05:
+            if not urls:
+                break
+            if hop == AIA_MAX_HOPS or run.remaining() < 0.05:  # said, so "not found" is never claimed for it
+                aia_records.append({"url": clip(urls[0], 500), "ok": False, "not_fetched":
+                                    f"the limit of {AIA_MAX_HOPS} AIA fetches was reached" if hop == AIA_MAX_HOPS
+                                    else "the diagnosis's time budget (3x --timeout) ran out"})
                 break
             body, record = await fetch_aia(urls[0], min(run.timeout, run.remaining()), proxy=endpoint.proxy)
             issuer = None

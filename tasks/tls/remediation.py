@@ -241,6 +241,10 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
                      "(configure the full chain, leaf + intermediates, on the server or load balancer).",
                      f"If {missing} is a root (your organisation's private CA), no server sends it: the client must "
                      "trust it — add that root to the client's bundle (--ca-bundle / ca_bundle)."]
+        elif len(facts.get("missing_intermediates") or []) > 1:
+            listed = ", then ".join(facts.get("missing_intermediates"))
+            steps = [f"The server must send its intermediate certificates ({listed}): configure the full chain "
+                     "(leaf + intermediates) on the server or load balancer."]
         else:
             steps = [f"The server must send its intermediate certificate ({missing}): configure the full chain "
                      "(leaf + intermediates) on the server or load balancer."]
@@ -254,12 +258,20 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         else:
             steps.append("If a firewall or DPI device is in the path, check it is not truncating the chain (it happens on "
                          "'payload optimisation' features).")
-        if facts.get("aia_url"):
+        if len(facts.get("aia_urls") or []) > 1:
+            steps.append(f"Stopgap on the client: add the intermediates fetched from {', '.join(facts.get('aia_urls'))} to "
+                         "the client's bundle (browsers hide this problem by fetching them; most API clients do not).")
+        elif facts.get("aia_url"):
             steps.append(f"Stopgap on the client: add the intermediate fetched from {facts.get('aia_url')} to the client's bundle "
                          "as an intermediate (browsers hide this problem by fetching it; most API clients do not).")
+        elif facts.get("aia_url_unfetched") and facts.get("aia_fetch") == "wrong_certificate":
+            steps.append(f"The certificate says its issuer is published at {facts.get('aia_url_unfetched')}, but that URL "
+                         "serves no certificate that signs it: the CA's AIA URL is wrong; get the intermediate from the "
+                         "CA's own repository.")
         elif facts.get("aia_url_unfetched"):
+            how = "fetching it failed here" if facts.get("aia_fetch") == "failed" else "it was not fetched here"
             steps.append(f"Stopgap on the client: the certificate says its issuer is published at {facts.get('aia_url_unfetched')} "
-                         "(it could not be fetched here): download it and add it to the client's bundle as an intermediate.")
+                         f"({how}): download it and add it to the client's bundle as an intermediate.")
         elif facts.get("intermediate_source") not in (None, "aia"):
             steps.append(f"Stopgap on the client: add the missing intermediate, which the {facts.get('intermediate_source')} "
                          "holds, to the client's bundle.")

@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
+
+try:  # the encodings alone: the serialization package also loads its SSH and PKCS#12 code, ~15% of
+    # what importing cryptography.x509 costs (bench/bench_diagnose.py's start-up)
+    from cryptography.hazmat.primitives import _serialization as serialization
+except ImportError:  # pragma: no cover - a cryptography without the private module
+    from cryptography.hazmat.primitives import serialization  # type: ignore[no-redef]
 from cryptography.x509.oid import ExtensionOID, NameOID, AuthorityInformationAccessOID
 
 from .model import CertInfo, clip

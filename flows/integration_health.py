@@ -35,6 +35,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.states import Cancelled, Completed, Failed, State
+from prefect.utilities.annotations import quote
 
 from cxhealth.flows.report import report_markdown, target_markdown
 from cxhealth.tasks.alerting import send_alerts
@@ -306,7 +307,9 @@ async def check_target_task(target: Any, breaker: Any, env: Mapping[str, str] | 
 
 
 async def _task_report(target: Any, breaker: Any, env: Mapping[str, str] | None) -> TargetReport:
-    state = await check_target_task(target, breaker, env, return_state=True)
+    # quote: Prefect would walk each argument (the target model, the breaker, the environment) twice
+    # per task run, to resolve futures and record task inputs; none holds a future (fleet CPU, issue 16)
+    state = await check_target_task(quote(target), quote(breaker), quote(env), return_state=True)
     report = state.result(raise_on_failure=False)
     if asyncio.iscoroutine(report):
         report = await report

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from cxhealth.tasks.rules import Resolve, host_name, spki_pin
+from cxhealth.tasks.rules import MAX_STEP_TIMEOUT_S, Resolve, host_name, spki_pin
 from cxhealth.tasks.tls import DiagnoseOptions, Diagnosis, Endpoint, PolicyError, TLSPolicy, diagnose_many
 from cxhealth.tasks.tls.chain import StoreError, load_store
 from cxhealth.tasks.tls.model import MAX_CHAIN, MAX_NAME, clip
@@ -60,7 +60,7 @@ def check_host_name(host: str, what: str) -> None:
         raise UsageError(f"{what}: {exc}") from None
 
 
-MAX_TIMEOUT_S = 300.0  # per network step; a diagnosis then ends within 3x that
+MAX_TIMEOUT_S = MAX_STEP_TIMEOUT_S  # per network step; a diagnosis then ends within 3x that
 
 
 def parse_resolve(items: Sequence[str]) -> dict[tuple[str, int], str]:

@@ -38,6 +38,9 @@ def render_table(report: Mapping[str, Any]) -> str:
     if alerts:
         lines.append(f"alerts: sent {len(alerts.get('sent', []))}, queued {alerts.get('queued', 0)}"
                      + (f", config errors: {'; '.join(alerts['config_errors'])}" if alerts.get("config_errors") else ""))
+    for warning in report.get("warnings") or []:  # e.g. history_unavailable: said here as in the JSON
+        lines.append(f"warning: {warning.get('code')}: {warning.get('message')}" if isinstance(warning, dict)
+                     else f"warning: {warning}")
     lines.append("healthy" if report["healthy"] else "UNHEALTHY")
     return "\n".join(lines)
 

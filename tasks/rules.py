@@ -92,6 +92,17 @@ def positive_number(value: object) -> float:
     return float(value)
 
 
+MAX_STEP_TIMEOUT_S = 300.0  # per network step; a check then ends within 3x that (the CLI's --timeout bound too)
+
+
+def step_timeout(value: object) -> float:
+    """Seconds per network step: positive and at most :data:`MAX_STEP_TIMEOUT_S` (1e308 would never give up)."""
+    seconds = positive_number(value)
+    if seconds > MAX_STEP_TIMEOUT_S:
+        raise ValueError(f"must be at most {MAX_STEP_TIMEOUT_S:g} seconds, not {value!r}")
+    return seconds
+
+
 def non_negative_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"must be a number >= 0, not {value!r}")

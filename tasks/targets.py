@@ -117,6 +117,7 @@ EnvName = Annotated[str, _rule(rules.env_name)]
 HttpsUrl = Annotated[str, _rule(rules.https_url)]
 HttpUrl = Annotated[str, _rule(rules.http_url)]
 Seconds = Annotated[float, _rule(rules.positive_number)]
+StepTimeout = Annotated[float, _rule(rules.step_timeout)]
 NonNegative = Annotated[float, _rule(rules.non_negative_number)]
 TLSVersion = Annotated[str, _rule(rules.tls_version)]
 Pin = Annotated[str, _rule(rules.spki_pin)]
@@ -226,7 +227,7 @@ class Target(_Table):
     ciphers: Optional[str] = Field(default=None, description="OpenSSL TLS 1.2 cipher string (default: baseline).")
     client_cert: Optional[str] = Field(default=None, description="PEM client certificate path (mTLS).")
     client_key: Optional[str] = Field(default=None, description="PEM client key path (mTLS).")
-    timeout: Seconds = Field(default=5.0, description="Seconds per network step.")
+    timeout: StepTimeout = Field(default=5.0, description="Seconds per network step (at most 300).")
     proxy: Optional[NonEmpty] = Field(
         default=None, description="http://[user@]host:port (default: HTTPS_PROXY/NO_PROXY of the environment).")
     proxy_password_env: Optional[EnvName] = Field(
@@ -396,7 +397,7 @@ class SlackSettings(_Table):
         default=None, description="Slack Web API base URL (default: https://slack.com/api/; tests, proxies).")
     repeat_interval_s: NonNegative = Field(
         default=3600.0, description="Webhook mode: seconds before an open incident is posted again.")
-    timeout: Seconds = Field(default=10.0, description="Seconds each Slack request may take.")
+    timeout: StepTimeout = Field(default=10.0, description="Seconds each Slack request may take (at most 300).")
     rate_limit_budget_s: NonNegative = Field(
         default=30.0, description="Seconds of Retry-After waiting one run may spend on 429s.")
     max_rate_limit_retries: Annotated[int, _whole(0)] = Field(

@@ -132,6 +132,25 @@ def test_webhook_answer_lost_once_costs_one_marked_repeat_then_normal(slack: Fak
     assert report.queued == 0
 
 
+def test_webhook_error_answers_are_not_lost_answers_the_alert_is_sent_until_slack_takes_it(slack: FakeSlack) -> None:
+    # Given Slack answers the webhook 500 on two runs (an answer: the webhook did not post it)
+    clock, store = Clock(), MemoryAlertStore()
+    settings = webhook_settings(slack, timeout_s=0.5)
+    slack.fail("500", method="webhook", times=2)
+    Alerter(settings, store, clock).process([sample_result()])
+    clock.advance(60)
+    Alerter(settings, store, clock).process([])
+    assert slack.messages() == [] and store.outbox_size() == 1
+    # When it answers again, the alert is posted, once, and not marked as a possible repeat
+    clock.advance(60)
+    report = Alerter(settings, store, clock).process([])
+    clock.advance(60)
+    later = Alerter(settings, store, clock).process([])
+    texts = [m["text"] for m in slack.messages()]
+    assert len(texts) == 1 and not texts[0].startswith("(possible repeat)")
+    assert report.queued == 0 and not report.unconfirmed and later.queued == 0 and not later.unconfirmed
+
+
 # ---------------------------------------------------------------- a poison alert
 
 

@@ -236,6 +236,11 @@ def test_store_that_cannot_be_written_is_a_warning(changing, tmp_path, monkeypat
     report = json.loads(out.getvalue())
     assert code == 0 and report["healthy"]
     assert report["warnings"][0]["code"] == "history_unavailable"
+    # the human report says it too
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(["run", "--targets", str(path), "--no-alerts"])
+    assert code == 0 and "warning: history_unavailable: history not recorded" in out.getvalue()
 
 
 def test_diagnose_with_several_addresses_and_record(pool, tmp_path, monkeypatch):

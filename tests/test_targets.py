@@ -129,6 +129,7 @@ def test_explicit_urls_override_the_region():
     (GENESYS + 'timeout = "soon"\n', ["timeout", "positive number"]),
     (GENESYS + 'timeout = inf\n', ["timeout", "positive number", "inf"]),  # TOML floats: would never give up
     (GENESYS + 'timeout = nan\n', ["timeout", "positive number", "nan"]),
+    (GENESYS + 'timeout = 1e308\n', ["timeout", "at most 300"]),
     (GENESYS + 'endpoints = ["api/v2/x"]\n', ["endpoints", "'/'"]),
     (GENESYS + 'pins = ["abc"]\n', ["pins", "sha256/"]),
     (GENESYS + 'ca_bundle = "missing.pem"\n', ["ca_bundle", "does not exist"]),

@@ -22,7 +22,8 @@ Exactly once, also when Slack's answer is lost (contract §3):
 * Bot mode: every post carries the entry id as message metadata; before
   re-sending a marked entry the channel (or the root's thread) is read back and
   a message already there is adopted instead of posted again.
-* Webhook mode (Slack offers no read-back): a marked entry is re-sent at most
+* Webhook mode (Slack offers no read-back): an entry whose request got no answer
+  (a timeout, a dropped connection; an error page is an answer) is re-sent at most
   once, visibly marked as a possible repeat; if that re-send is unanswered too,
   it is taken as delivered (unconfirmed) and reported.
 
@@ -54,6 +55,8 @@ log = logging.getLogger("cxhealth.alerts")
 
 #: Failures that say Slack cannot be reached at all (not this entry's fault).
 _UNREACHABLE = frozenset({"timeout", "connection", "refused"})
+#: Outcomes of a request that got no answer: it may have reached Slack.
+_NO_ANSWER = frozenset({"timeout", "connection"})
 #: Failures after which nothing else will go either during this run.
 _STOP_ALL = frozenset({"ratelimited", "rate_limited", "http_429"})
 POSSIBLE_REPEAT_NOTE = ("Possible repeat: Slack did not confirm an earlier send of this alert "
@@ -250,13 +253,23 @@ class OutboxDrainer:
         meta = dict(entry.get("meta") or {})
         if not meta.pop("sending", False):
             return  # nothing was sent (the read-back failed, or no claim was needed)
-        if outcome.ambiguous:
+        if self._may_have_arrived(outcome):
             meta["ambiguous"] = True
             if meta.pop("repeat_sent", False):
                 meta["repeat_unanswered"] = True
         else:
             meta.pop("repeat_sent", None)  # certainly not sent: the one re-send is still to come
         self.store.outbox_set_meta(entry["id"], meta)
+
+    def _may_have_arrived(self, outcome: DeliveryOutcome) -> bool:
+        """Bot mode: any outcome that leaves it open (an error page too: Slack says some part
+        may have succeeded), since the channel is read back before a re-send. Webhook mode, with
+        no read-back and one labelled re-send: only a request whose answer was lost or late (a
+        timeout, a dropped connection); an answer, even an error page, says the webhook did not
+        post it, so it is sent again on a later run like any undelivered alert (contract §3)."""
+        if self.mode == "webhook":
+            return outcome.ambiguous and outcome.code in _NO_ANSWER
+        return outcome.ambiguous
 
     def _claim(self, entry: dict, **extra: Any) -> None:
         # ``sent_at``: the wall-clock time of the first send (Slack's ts is wall-clock

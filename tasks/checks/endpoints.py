@@ -137,7 +137,7 @@ class _Run:
             events.clear()
             return await self.client.get(url, headers=headers, params=params, extensions={"trace": trace})
 
-        async def get() -> httpx.Response:
+        async def get_or_replay() -> httpx.Response:
             try:
                 return await get_once()
             except _STALE_ERRORS:
@@ -152,7 +152,7 @@ class _Run:
             async with limiter().slot(*host_port(url)):
                 started = time.perf_counter()
                 try:
-                    return await within_deadline(get(), total_deadline_s(self.target.timeout))
+                    return await within_deadline(get_or_replay(), total_deadline_s(self.target.timeout))
                 finally:
                     last_ms.append(round((time.perf_counter() - started) * 1000, 1))
 

@@ -138,8 +138,8 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         version = facts.get("server_version")
         if not chosen:
             # No variant was accepted: what the server offers is not known, so nothing is claimed about it.
-            steps = [f"No ClientHello variant tried was accepted (the client's settings, every cipher, every version from "
-                     f"TLS 1.0 to 1.3): compare the server's TLS configuration with the client's — its TLS 1.3 suites and "
+            steps = [f"No ClientHello variant tried was accepted (evidence.probes lists them): compare the server's TLS "
+                     f"configuration with the client's — its TLS 1.3 suites and "
                      f"TLS 1.2 ciphers, its key-exchange groups, its signature algorithms and its certificate's key type "
                      f"(a curve or key the client does not support) — e.g. with `openssl s_client -connect {target} "
                      f"-servername {h}` and the server's TLS logs."]
@@ -148,10 +148,10 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
                              "also speaks TLS 1.3 can be met on it.")
             return tuple(steps)
         if version in ("TLSv1", "TLSv1.1"):
-            return (f"The server only negotiates {version} with {chosen} (CBC suites of a deprecated version, RFC 8996), "
-                    "which the client refuses: the server must enable TLS 1.2 with ECDHE and AES-GCM (e.g. "
-                    "ECDHE-RSA-AES128-GCM-SHA256). Lowering the client's minimum is not enough: OpenSSL's default "
-                    "security level also refuses TLS 1.0/1.1, and lowering it is unsafe.",)
+            return (f"The server only negotiates {version} (with {chosen}), a deprecated version (RFC 8996) whose suites "
+                    "the client refuses: the server must enable TLS 1.2 with ECDHE and AES-GCM (e.g. "
+                    "ECDHE-RSA-AES128-GCM-SHA256). Lowering the client's minimum is not enough: OpenSSL 3 refuses TLS "
+                    "1.0/1.1 at its default security level, and lowering that is unsafe.",)
         steps = ["The client's TLS 1.2 cipher list and the server's share no suite"
                  + f" (with every cipher allowed the server chose {chosen}" + (f" on {version}" if version else "") + "): "
                  "prefer fixing the server to offer ECDHE with AES-GCM (e.g. ECDHE-RSA-AES128-GCM-SHA256), "

@@ -94,7 +94,10 @@ def failure_of(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def failure_line(f: Mapping[str, Any]) -> str:
     """``tls12-trap: endpoints failed (protocol_version_mismatch) on HOST — summary. Fix: …``"""
-    stage = "breaker open" if f.get("stage") == "breaker_open" else f"{f.get('stage')} failed"
+    if f.get("cause") == "config_error":  # nothing was checked: not a failed handshake
+        stage = "not checked"
+    else:
+        stage = "breaker open" if f.get("stage") == "breaker_open" else f"{f.get('stage')} failed"
     line = f"{f['name']}: {stage} ({f.get('cause')})"
     if f.get("host"):
         line += f" on {f['host']}"

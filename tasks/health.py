@@ -35,6 +35,7 @@ from cxhealth.tasks.timefmt import utc_text
 from cxhealth.tasks.addresses import diagnose_addresses
 from cxhealth.tasks.hostlimit import limiter
 from cxhealth.tasks.tls import Diagnosis, diagnose
+from cxhealth.tasks.tls.proxy import PROXY_NOTHING_REACHED
 
 STAGES = ("handshake", "oauth", "endpoints", "breaker_open")
 CONFIG_ERROR = "config_error"
@@ -335,6 +336,8 @@ async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = ut
     async def on_handshake_failure(first: Any) -> None:
         if early.get("recorded"):
             return  # one failure per check, however many addresses (diagnosed at once) fail
+        if first.error_kind in PROXY_NOTHING_REACHED:
+            return  # the proxy failed this target: nothing reached the host (its breaker is not fed)
         early["recorded"] = True
         cause, summary, fixes = _early_failure(first, endpoint, policy)
         early["summary"] = failure_summary(cause, summary, fixes, host=host, stage="handshake", at=clock())
@@ -376,6 +379,13 @@ async def handshake_stage(target: Target, breaker: Breaker, *, clock: Clock = ut
     failure = None
     if diagnosis.ok:
         t = await asyncio.to_thread(breaker.record_success, host, decision)
+    elif diagnosis.cause.value in PROXY_NOTHING_REACHED and not early.get("recorded"):
+        # This target's proxy failed it; other targets reach the host directly or through another
+        # proxy: the host's breaker is neither opened nor closed by it (its slot is freed).
+        failure = Failure("handshake", diagnosis.cause.value, f"{host}:{endpoint.port}: {diagnosis.summary}", host,
+                          tuple(diagnosis.remediation))
+        await asyncio.to_thread(breaker.release, host, decision)
+        t = None
     else:
         failure = Failure("handshake", diagnosis.cause.value, f"{host}:{endpoint.port}: {diagnosis.summary}", host,
                           tuple(diagnosis.remediation))
@@ -446,6 +456,9 @@ async def endpoints_stage(target: Target, breaker: Breaker, token: AccessToken, 
         if not decision.admitted:
             continue
         bad = failed_hosts.get(host)
+        if bad is not None and str(bad.cause) in PROXY_NOTHING_REACHED:
+            await asyncio.to_thread(breaker.release, host, decision)  # the proxy failed: not the host
+            continue
         if bad is not None:
             t = await asyncio.to_thread(breaker.record_failure, host,
                                         failure_summary(str(bad.cause), bad.summary, bad.remediation, host=host,

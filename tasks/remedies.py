@@ -45,6 +45,8 @@ def remediation_for(result: Mapping[str, Any]) -> list[str]:
     if stage == "endpoints":  # the failing connection's own diagnosis first (e.g. "allow TLS 1.3")
         failing = [e for e in result.get("endpoints") or () if isinstance(e, Mapping) and not e.get("ok")]
         specific = [str(r) for e in failing[:1] for r in e.get("remediation") or () if r]
+        if specific and failing[0].get("cause") not in (None, "ok"):
+            return specific  # the connection failed (its TLS cause): an HTTP-status checklist does not apply
     elif stage == "oauth" and isinstance(result.get("oauth"), Mapping):
         specific = [str(r) for r in result["oauth"].get("remediation") or () if r]
         status = result["oauth"].get("status")

@@ -215,7 +215,11 @@ def test_an_endpoint_failure_leads_with_that_connections_own_fix() -> None:
                              "remediation": ["Allow TLS 1.3 in the client policy: set tls_max = \"1.3\"."]}]}
     steps = remediation_for(result)
     assert steps[0].startswith("Allow TLS 1.3")
-    assert len(steps) > 1, "the stage checklist follows"
+    # the connection failed its TLS: no HTTP-status checklist after it (it would not fit the evidence)
+    assert not any("HTTP status" in s for s in steps)
+    # an endpoint that answered (HTTP 403 over a good connection) gets the stage's checklist
+    http = {**result, "endpoints": [{"path": "/b", "ok": False, "cause": "ok", "status": 403, "remediation": []}]}
+    assert any("HTTP status" in s for s in remediation_for(http))
 
 
 @pytest.mark.parametrize("cause", [c.value for c in Cause if c is not Cause.OK])

@@ -232,3 +232,30 @@ def test_the_flow_through_squid_stops_at_interception_and_keeps_no_proxy_passwor
     assert any(b"lab-genesys" in p.read_bytes() for p in files), "positive control: the grep sees run data"
     for secret in (platform_squid.password, CANARY):
         assert [str(p) for p in files if secret.encode() in p.read_bytes()] == []
+
+
+def test_a_targets_dead_proxy_never_trips_the_breaker_of_a_host_others_reach_directly(tmp_path, platform, monkeypatch):
+    """The breaker is keyed by the target host; a proxy that is down, refuses or wants credentials
+    reached nothing of that host's, so the host's breaker is not fed by it (black-box review)."""
+    import socket
+
+    for name in PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in platform.env().items():
+        monkeypatch.setenv(name, value)
+    platform.reset()
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    text = platform.targets_toml(platforms=("genesys",))
+    block = text[text.index("[[target]]"):]
+    proxied = block.replace('name = "lab-genesys"', 'name = "lab-genesys-via-dead-proxy"', 1).replace(
+        "[[target]]\n", f'[[target]]\nproxy = "http://127.0.0.1:{dead}"\n', 1)
+    path = tmp_path / "targets.toml"
+    path.write_text(text + "\n" + proxied + f'\n[breaker]\nstore = "sqlite:///{tmp_path}/breaker.sqlite3"\n')
+    for _ in range(3):  # more than the breaker's two failures in its window
+        code, out, err = run_cli("run", "--targets", str(path), "--json", "--no-alerts")
+        by_name = {t["name"]: t for t in json.loads(out)["targets"]}
+        direct, via = by_name["lab-genesys"], by_name["lab-genesys-via-dead-proxy"]
+        assert via["cause"] == "proxy_unreachable" and code == 1
+        assert direct["healthy"] and direct["breaker"]["state"] == "closed", direct.get("summary")

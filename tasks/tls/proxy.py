@@ -445,6 +445,10 @@ PROXY_AUTH_REQUIRED = "proxy_auth_required"
 PROXY_REFUSED = "proxy_refused"
 PROXY_UPSTREAM_FAILURE = "proxy_upstream_failure"
 PROXY_KINDS = frozenset({PROXY_UNREACHABLE, PROXY_AUTH_REQUIRED, PROXY_REFUSED, PROXY_UPSTREAM_FAILURE})
+# The proxy itself failed the client (down, credentials, an egress rule): nothing reached the target
+# host, so it is no failure of that host's (its breaker, shared with direct targets, does not count it).
+# An upstream failure is the proxy's attempt to reach the host failing: that one counts.
+PROXY_NOTHING_REACHED = frozenset({PROXY_UNREACHABLE, PROXY_AUTH_REQUIRED, PROXY_REFUSED})
 # squid's error page names (``X-Squid-Error: NAME ERRNO``) -> the kind of failure they mean. A name
 # squid uses when it could not reach or talk to the target is an upstream failure whatever the
 # status (squid answers ERR_CANNOT_FORWARD with 500 and ERR_DNS_FAIL with 503); an access rule,

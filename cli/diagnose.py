@@ -222,6 +222,10 @@ def build_run(args: Any) -> tuple[list[Endpoint], TLSPolicy, DiagnoseOptions]:
         raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
     if args.sni is not None and not args.sni.strip():
         raise UsageError("--sni needs a host name (use --no-sni to send none)")
+    if args.sni is not None:
+        check_host_name(args.sni, f"--sni {args.sni!r}")
+    if args.ciphers is not None and not args.ciphers.strip():
+        raise UsageError("--ciphers needs an OpenSSL cipher string (e.g. ECDHE+AESGCM); leave it out for the default")
     ca = check_pem_file("--ca-bundle", args.ca_bundle)
     ref = check_pem_file("--reference-ca-bundle", args.reference_ca_bundle)
     cert = check_pem_file("--client-cert", args.client_cert)

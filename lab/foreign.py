@@ -622,6 +622,31 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
         leaf("aia_two_hops", hop2, aia_url=url_hop2), send=0,
         evidence={"missing_intermediates": ["CN=Foreign AIA Hop 2 CA,O=Foreign Trust",
                                             "CN=Foreign AIA Hop 1 CA,O=Foreign Trust"]})
+    # Three missing: the leaf's and its issuer's AIA URLs answer, the third gives 404: every
+    # intermediate found is named for the server to send, and the unfound one too.
+    top3 = make_ca(root, "Foreign AIA Top CA", path_length=2)
+    mid3 = make_ca(top3, "Foreign AIA Middle CA", path_length=1, extra=[(x509.AuthorityInformationAccess([
+        x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                               x509.UniformResourceIdentifier(aia.url("foreign-aia-top-missing.cer")))]), False)])
+    url_mid3 = aia.publish("foreign-aia-mid3.cer", mid3.cert.public_bytes(serialization.Encoding.DER),
+                           "application/pkix-cert")
+    low3 = make_ca(mid3, "Foreign AIA Low CA", extra=[(x509.AuthorityInformationAccess([x509.AccessDescription(
+        AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url_mid3))]), False)])
+    url_low3 = aia.publish("foreign-aia-low3.cer", low3.cert.public_bytes(serialization.Encoding.DER),
+                           "application/pkix-cert")
+    std("aia_two_found_then_404", "incomplete_chain", "the leaf alone; AIA supplies two intermediates, the third "
+        "answers 404", leaf("aia_two_found_then_404", low3, aia_url=url_low3), send=0,
+        evidence={"missing_intermediates": ["CN=Foreign AIA Low CA,O=Foreign Trust",
+                                            "CN=Foreign AIA Middle CA,O=Foreign Trust"],
+                  "unfound_issuer": "CN=Foreign AIA Top CA,O=Foreign Trust"})
+    # The server omits its intermediate and this client's store holds it: the handshake verifies (the
+    # client's verdict), with a warning for every other client.
+    store_inter = make_ca(root, "Foreign Store-Held CA")
+    with_inter = pki.write_bundle(d / "client-store-with-intermediate.pem",
+                                  [root.cert, rsa_root.cert, old_root.cert, store_inter.cert])
+    std("omitted_intermediate_in_client_store", "ok", "the leaf alone; the client's bundle holds its intermediate",
+        leaf("omitted_intermediate_in_client_store", store_inter), send=0, ca_bundle=with_inter,
+        warnings=("incomplete_chain",))
     # An AIA URL that answers with a certificate, but not the issuer.
     url_wrong = aia.publish("foreign-aia-wrong.cer", der, "application/pkix-cert")
     std("aia_wrong_certificate", "incomplete_chain", "the leaf alone; its AIA URL serves another CA's certificate",
@@ -718,6 +743,12 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
     std("expired_root_renewed", "stale_trust_store", "an expired root of the client's store that the reference store "
         "has renewed (the chain validates against the reference store only)", leaf("expired_root_renewed", old_issuing),
         also=("cert_expired",), evidence={"anchor": "CN=Foreign Old Root,O=Foreign Trust"})
+    cases[-1] = replace(cases[-1], reference_ca_bundle=str(renewed_reference))
+    # ... and the same with an expired leaf: both faults are found, the store's first (group 4 before 6)
+    std("expired_leaf_and_renewed_root", "stale_trust_store", "an expired leaf under an expired root of the client's "
+        "store that the reference store has renewed",
+        leaf("expired_leaf_and_renewed_root", old_issuing, not_before=now - timedelta(days=100),
+             not_after=now - timedelta(days=1)), also=("cert_expired",))
     cases[-1] = replace(cases[-1], reference_ca_bundle=str(renewed_reference))
     # A server that does not serve the name asked for (nginx: ssl_reject_handshake on in the default server).
     std("name_not_served", "sni_required", "the server serves other names only and refuses this one",

@@ -148,6 +148,9 @@ def host_name(host: str) -> str:
         except ValueError:
             pass
     name = host.rstrip(".")
+    bad = next((c for c in name if c.isspace() or not c.isprintable() or c in '/\\@?#%:[]<>"'), None)
+    if bad is not None:  # never part of a DNS name (a URL's or a list's rest, a typo)
+        raise ValueError(f"the host name {_clip(host, 60)!r} holds {bad!r}, which no DNS name does")
     if len(name) > 253:
         raise ValueError(f"the host name is {len(name)} characters long, over DNS's limit of 253")
     for label in name.split("."):

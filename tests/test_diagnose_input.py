@@ -184,6 +184,8 @@ def test_a_bad_command_line_with_resolve_pairs_is_refused_as_before(argv, needle
     (["--expect-issuer", "  "], "--expect-issuer needs a text"),
     (["--resolve", "api.example.com:443:[::1"], "unclosed bracket"),
     (["--resolve", "api.example.com:443:::1]"], "unclosed bracket"),
+    (["--sni", "bad name"], "which no DNS name does"),
+    (["--ciphers", ""], "--ciphers needs an OpenSSL cipher string"),
 ])
 def test_options_that_would_hang_or_match_everything_are_refused(argv, needle):
     code, out, err = run_cli("diagnose", "https://api.example.com", *argv)

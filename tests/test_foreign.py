@@ -92,6 +92,8 @@ CASE_NAMES = [
     "aia_then_unknown_root",
     "store_intermediate_unknown_root",
     "aia_two_hops",
+    "aia_two_found_then_404",
+    "omitted_intermediate_in_client_store",
     "aia_wrong_certificate",
     "leaf_only_no_aia",
     "leaf_only_aia_404",
@@ -117,6 +119,7 @@ CASE_NAMES = [
     "rsa1024_leaf_private_root",
     "rsa1024_leaf_only",
     "expired_root_renewed",
+    "expired_leaf_and_renewed_root",
     "name_not_served",
     "tls13_ccm_only",
     "weak_and_expired",
@@ -258,6 +261,9 @@ def test_every_missing_intermediate_is_named_and_a_wrong_aia_answer_is_said(resu
     hops = results["python"]["aia_two_hops"]
     assert "Foreign AIA Hop 2 CA,O=Foreign Trust, then CN=Foreign AIA Hop 1 CA" in hops["remediation"][0]
     assert len(hops["evidence"]["aia_urls"]) == 2 and "intermediates fetched via AIA" in hops["summary"]
+    three = results["python"]["aia_two_found_then_404"]
+    assert "Foreign AIA Low CA,O=Foreign Trust, then CN=Foreign AIA Middle CA" in three["remediation"][0]
+    assert any("Foreign AIA Top CA" in s and "the server must send it too" in s for s in three["remediation"])
     store = results["python"]["store_intermediate_unknown_root"]
     assert "AIA supplied" not in store["summary"] and "client CA bundle holds" in store["summary"]
     assert "disabled (--no-aia)" in store["summary"]

@@ -437,19 +437,26 @@ def _stale_by_validity(facts: ChainFacts, now: datetime, code: int | None, msg: 
     if ref is None or not ref.complete or ref.anchor is None or client is None:
         return []
     ref_chain = list(ref.path) + [ref.anchor]
-    if any(not ch.not_before(c) <= now <= ch.not_after(c) for c in ref_chain):
+    client_chain = facts.client_path()
+    # Where the two paths share certificates (the leaf, a sent intermediate), a fault of those is the
+    # server's and counts the same against both stores: only the reference path's own part must be valid.
+    if any(not ch.not_before(c) <= now <= ch.not_after(c) for c in ref_chain if c not in client_chain):
         return []
-    outside = [c for c in facts.client_path() if not ch.not_before(c) <= now <= ch.not_after(c) and c not in ref_chain]
+    outside = [c for c in client_chain if not ch.not_before(c) <= now <= ch.not_after(c) and c not in ref_chain]
     if not outside:
         return []
+    bad = outside[0]
+    sent = bad in facts.certs
+    expired = ch.not_after(bad) < now
     anchor = ch.name_text(ref.anchor.subject)
     return [Fault(Cause.STALE_TRUST_STORE,
                   f"The chain verifies against the up-to-date reference store (root {anchor!r}) but not against the "
-                  f"client's store, whose path runs through {_cn(outside[0])!r}, "
-                  f"{'expired' if ch.not_after(outside[0]) < now else 'not valid yet'} on "
-                  f"{_when(ch.not_after(outside[0]) if ch.not_after(outside[0]) < now else ch.not_before(outside[0]), now)}; "
-                  f"OpenSSL verify code {code}: {msg}.",
-                  {"anchor": anchor, "client_path_invalid_at": _subject(outside[0])})]
+                  f"client's store: the client's path runs through {_cn(bad)!r} "
+                  f"({'a certificate the server sends' if sent else 'in the client store'}), "
+                  f"{'expired' if expired else 'not valid yet'} on "
+                  f"{_when(ch.not_after(bad) if expired else ch.not_before(bad), now)}; OpenSSL verify code {code}: {msg}.",
+                  {"anchor": anchor, "client_path_invalid_at": _subject(bad),
+                   "client_path_invalid_sent_by_server": sent, "client_path_invalid_name": _cn(bad)})]
 
 
 def _path_reaches(path: ch.PathResult | None, anchor: x509.Certificate) -> bool:
@@ -515,13 +522,16 @@ def _incomplete_unfound(facts: ChainFacts, sent_top: x509.Certificate, top: x509
         # AIA or a store supplied the issuer the server omitted (and maybe more), then the path stops
         # again: the server must send what was found; what is above it could be found nowhere.
         missing, unfound = ch.name_text(sent_top.issuer), ch.name_text(top.issuer)
-        from_aia = any(c in facts.fetched for c in facts.client_path())
+        path_now = facts.client_path()
+        found = [c for c in path_now if c not in facts.certs]  # found above what was sent, in path order
+        from_aia = any(c in facts.fetched for c in path_now)
         source = "AIA" if from_aia else f"the {facts.client.store if facts.client is not None else 'store'}"
         return Fault(Cause.INCOMPLETE_CHAIN,
                      f"The server sent {what}, stopping at {_cn(sent_top)!r} without its issuer {missing!r}, which "
                      f"{'AIA supplied' if from_aia else source + ' holds'}; the chain then stops at {_cn(top)!r}, whose "
                      f"issuer {unfound!r} could not be found ({why}); OpenSSL verify code {code}.",
                      {"missing_issuer": missing, "issuer_found": True, "unfound_issuer": unfound,
+                      "missing_intermediates": [clip(ch.name_text(c.subject), 500) for c in found[:AIA_NAMES]],
                       "intermediate_source": "aia" if from_aia else (facts.client.store if facts.client else None),
                       "aia_url": next((r.get("url") for r in facts.aia if r.get("ok")), None),
                       "sent_top_is_ca": ch.is_ca(sent_top), **unfetched})
@@ -1022,6 +1032,15 @@ def collect_warnings(*, certs: Sequence[x509.Certificate], verified: Sequence[x5
                 out.append(Finding(WarningCode.PROXY_INTERCEPTION.value,
                                    f"The handshake verified, but the chain comes from the inspection CA {clip(name, 200)!r} "
                                    f"({product.name}) that the client trusts: traffic is decrypted in the path."))
+        if len(verified) > 2 and ch.is_self_issued(verified[-1]):
+            omitted = [c for c in verified[1:-1] if c not in certs]  # intermediates the client's store supplied
+            if omitted:
+                out.append(Finding(WarningCode.INCOMPLETE_CHAIN.value,
+                                   f"The server does not send its intermediate {clip(ch.name_text(omitted[0].subject), 300)!r}"
+                                   + (f" (and {len(omitted) - 1} more)" if len(omitted) > 1 else "")
+                                   + ": the handshake verified only because this client's store holds it; clients "
+                                     "without it fail (unable to get local issuer certificate). The server must send "
+                                     "its full chain."))
         if certs and not ch.has_san_extension(certs[0]):
             out.append(Finding(WarningCode.NO_SAN.value,
                                f"The leaf {_cn(certs[0])!r} has no subjectAltName: the host matched its subject CN, which "

@@ -84,6 +84,8 @@ class WarningCode(str, enum.Enum):
     STALE_TRUST_STORE = "stale_trust_store"
     CLIENT_CERT_REQUESTED = "client_cert_requested"
     NO_SAN = "no_san"
+    # The handshake verified only because the client's store holds an intermediate the server omits.
+    INCOMPLETE_CHAIN = "incomplete_chain"
 
     def __str__(self) -> str:
         return self.value

@@ -249,9 +249,10 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
             steps = [f"The server must send its intermediate certificate ({missing}): configure the full chain "
                      "(leaf + intermediates) on the server or load balancer."]
         if facts.get("unfound_issuer"):
-            steps.append(f"Above it the chain stops at an issuer no store holds ({facts.get('unfound_issuer')}): if that is your "
-                         "organisation's private root, the client must trust it — add that root to the client's bundle "
-                         "(--ca-bundle / ca_bundle).")
+            steps.append(f"Above it the chain stops at an issuer no store holds and none could supply "
+                         f"({facts.get('unfound_issuer')}): if it is an intermediate, the server must send it too; if it "
+                         "is your organisation's private root, the client must trust it — add that root to the client's "
+                         "bundle (--ca-bundle / ca_bundle).")
         if platform in ("genesys", "nice"):
             steps.insert(0, "The platform sends its full chain: a firewall or TLS-inspecting middlebox between the client and "
                          f"{h} is truncating it. Disable chain truncation for {allow_list(h)}.")
@@ -280,7 +281,12 @@ def remediation_for(cause: Cause, facts: Facts) -> tuple[str, ...]:
         root = facts.get("anchor")
         head = (f"The chain is valid against an up-to-date public store (root {root}) but not against the client's store: "
                 "the client's trust store is out of date.") if root else "The client's trust store is out of date."
-        return (head, *_store_update_steps(facts))
+        steps = [head, *_store_update_steps(facts)]
+        if facts.get("client_path_invalid_sent_by_server"):
+            steps.append(f"The server also sends {facts.get('client_path_invalid_name')!r}, which is out of its validity: "
+                         "the server operator should stop sending it (clients with older stores follow it to the "
+                         "outdated root).")
+        return tuple(steps)
     if cause is Cause.UNTRUSTED_ROOT:
         root = facts.get("top_subject") or "the chain's root"
         return (f"The chain ends at {root}, which neither the client's store nor the public reference store trusts: "

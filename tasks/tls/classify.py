@@ -1033,7 +1033,10 @@ def collect_warnings(*, certs: Sequence[x509.Certificate], verified: Sequence[x5
                                    f"The handshake verified, but the chain comes from the inspection CA {clip(name, 200)!r} "
                                    f"({product.name}) that the client trusts: traffic is decrypted in the path."))
         if len(verified) > 2 and ch.is_self_issued(verified[-1]):
-            omitted = [c for c in verified[1:-1] if c not in certs]  # intermediates the client's store supplied
+            # intermediates the client's store supplied; a sent copy of one (same name and key, another
+            # issuer: a cross-sign) counts as sent
+            sent_keys = {(c.subject, ch.spki_pin(c)) for c in certs}
+            omitted = [c for c in verified[1:-1] if c not in certs and (c.subject, ch.spki_pin(c)) not in sent_keys]
             if omitted:
                 out.append(Finding(WarningCode.INCOMPLETE_CHAIN.value,
                                    f"The server does not send its intermediate {clip(ch.name_text(omitted[0].subject), 300)!r}"

@@ -1035,8 +1035,10 @@ def collect_warnings(*, certs: Sequence[x509.Certificate], verified: Sequence[x5
         if len(verified) > 2 and ch.is_self_issued(verified[-1]):
             # intermediates the client's store supplied; a sent copy of one (same name and key, another
             # issuer: a cross-sign) counts as sent
-            sent_keys = {(c.subject, ch.spki_pin(c)) for c in certs}
-            omitted = [c for c in verified[1:-1] if c not in certs and (c.subject, ch.spki_pin(c)) not in sent_keys]
+            omitted = [c for c in verified[1:-1] if c not in certs]
+            if omitted:
+                sent_keys = {(c.subject, ch.spki_pin(c)) for c in certs}
+                omitted = [c for c in omitted if (c.subject, ch.spki_pin(c)) not in sent_keys]
             if omitted:
                 out.append(Finding(WarningCode.INCOMPLETE_CHAIN.value,
                                    f"The server does not send its intermediate {clip(ch.name_text(omitted[0].subject), 300)!r}"

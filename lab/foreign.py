@@ -163,15 +163,24 @@ _CA_ONLY_KU = x509.KeyUsage(digital_signature=False, content_commitment=False, k
                             encipher_only=False, decipher_only=False)
 
 
+def _aia_extension(url: str) -> x509.AuthorityInformationAccess:
+    """caIssuers: where the certificate's issuer is published."""
+    return x509.AuthorityInformationAccess(
+        [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))])
+
+
 def make_ca(issuer: pki.CA, common_name: str, *, key_type: str = "ec", path_length: int | None = 0,
             extra: Sequence[tuple[x509.ExtensionType, bool]] = (), organization: str = "Foreign Trust",
-            not_before: Any = None, not_after: Any = None, subject: x509.Name | None = None) -> pki.CA:
+            not_before: Any = None, not_after: Any = None, subject: x509.Name | None = None,
+            aia_url: str | None = None) -> pki.CA:
     key = pki.generate_key(key_type)
     b = (_builder(subject or _cn(common_name, organization), issuer.cert.subject, key.public_key(), days=1825,
                   not_before=not_before, not_after=not_after)
          .add_extension(_aki(issuer), critical=False)
          .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
          .add_extension(pki._ca_key_usage(), critical=True))
+    if aia_url:
+        b = b.add_extension(_aia_extension(aia_url), critical=False)
     for ext, critical in extra:
         b = b.add_extension(ext, critical=critical)
     return pki.CA(cert=_sign(b, issuer.key), key=key, parents=issuer.chain)
@@ -193,9 +202,7 @@ def make_leaf(issuer: pki.CA, names: Sequence[str], *, key_type: str = "ec", com
     if san and names:
         b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
     if aia_url:
-        b = b.add_extension(x509.AuthorityInformationAccess(
-            [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(aia_url))]),
-            critical=False)
+        b = b.add_extension(_aia_extension(aia_url), critical=False)
     for ext, critical in extra:
         b = b.add_extension(ext, critical=critical)
     return pki.IssuedCert(cert=_sign(b, issuer.key), key=key, issuers=issuer.chain)
@@ -611,13 +618,13 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
         evidence={"intermediate_source": "client CA bundle",
                   "unfound_issuer": "CN=Foreign Lost Private Root,O=Foreign Private IT"})
     # Two intermediates missing, each published at its child's AIA URL: the server must send both.
+    def published(name: str, ca: pki.CA) -> str:  # the CA's certificate at an AIA URL, as DER
+        return aia.publish(name, ca.cert.public_bytes(serialization.Encoding.DER), "application/pkix-cert")
+
     hop1 = make_ca(root, "Foreign AIA Hop 1 CA", path_length=1)
-    url_hop1 = aia.publish("foreign-aia-hop1.cer", hop1.cert.public_bytes(serialization.Encoding.DER),
-                           "application/pkix-cert")
-    hop2 = make_ca(hop1, "Foreign AIA Hop 2 CA", extra=[(x509.AuthorityInformationAccess([x509.AccessDescription(
-        AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url_hop1))]), False)])
-    url_hop2 = aia.publish("foreign-aia-hop2.cer", hop2.cert.public_bytes(serialization.Encoding.DER),
-                           "application/pkix-cert")
+    url_hop1 = published("foreign-aia-hop1.cer", hop1)
+    hop2 = make_ca(hop1, "Foreign AIA Hop 2 CA", aia_url=url_hop1)
+    url_hop2 = published("foreign-aia-hop2.cer", hop2)
     std("aia_two_hops", "incomplete_chain", "the leaf alone; AIA supplies its issuer, then that issuer's issuer",
         leaf("aia_two_hops", hop2, aia_url=url_hop2), send=0,
         evidence={"missing_intermediates": ["CN=Foreign AIA Hop 2 CA,O=Foreign Trust",
@@ -625,15 +632,10 @@ def build_cases(d: Path, aia: _AIAServer) -> list[Case]:
     # Three missing: the leaf's and its issuer's AIA URLs answer, the third gives 404: every
     # intermediate found is named for the server to send, and the unfound one too.
     top3 = make_ca(root, "Foreign AIA Top CA", path_length=2)
-    mid3 = make_ca(top3, "Foreign AIA Middle CA", path_length=1, extra=[(x509.AuthorityInformationAccess([
-        x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
-                               x509.UniformResourceIdentifier(aia.url("foreign-aia-top-missing.cer")))]), False)])
-    url_mid3 = aia.publish("foreign-aia-mid3.cer", mid3.cert.public_bytes(serialization.Encoding.DER),
-                           "application/pkix-cert")
-    low3 = make_ca(mid3, "Foreign AIA Low CA", extra=[(x509.AuthorityInformationAccess([x509.AccessDescription(
-        AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url_mid3))]), False)])
-    url_low3 = aia.publish("foreign-aia-low3.cer", low3.cert.public_bytes(serialization.Encoding.DER),
-                           "application/pkix-cert")
+    mid3 = make_ca(top3, "Foreign AIA Middle CA", path_length=1, aia_url=aia.url("foreign-aia-top-missing.cer"))
+    url_mid3 = published("foreign-aia-mid3.cer", mid3)
+    low3 = make_ca(mid3, "Foreign AIA Low CA", aia_url=url_mid3)
+    url_low3 = published("foreign-aia-low3.cer", low3)
     std("aia_two_found_then_404", "incomplete_chain", "the leaf alone; AIA supplies two intermediates, the third "
         "answers 404", leaf("aia_two_found_then_404", low3, aia_url=url_low3), send=0,
         evidence={"missing_intermediates": ["CN=Foreign AIA Low CA,O=Foreign Trust",
